@@ -1,0 +1,201 @@
+"""Carry out a plan, one action at a time, collecting per-entry outcomes.
+
+A failure of one entry is logged as ``FAILED path: reason`` and the run goes
+on with the rest; an entry that disappears is a ``VANISHED`` warning. With
+``dry_run`` every action is logged and counted exactly as it would be
+done, and nothing is changed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .fds import DirStack
+from .filecopy import (
+    Opener,
+    SourceChanged,
+    SourceVanished,
+    copy_file,
+    copy_link,
+    default_opener,
+    same_content,
+    set_attrs,
+    set_folder_meta,
+)
+from .log import escape
+from .plan import Action, Op
+from .report import Report
+from .scan import Kind, describe
+
+Emit = Callable[[str], None]
+# Called with each action just before it is carried out: a hook for tests
+# that need to change the trees between the plan and the write.
+BeforeAction = Callable[[Action], None]
+
+
+@dataclass
+class ApplyContext:
+    src: DirStack
+    rep: DirStack
+    report: Report
+    emit: Emit
+    dry_run: bool = False
+    keep_owner: bool = False
+    opener: Opener = default_opener
+    before_action: BeforeAction | None = None
+
+
+def display(action: Action) -> str:
+    """The path as logged: escaped, with ``/`` after a folder."""
+    meta = action.src or action.rep
+    is_dir = action.op in (Op.MKDIR, Op.RMDIR, Op.DIRMETA) or (meta is not None and meta.kind is Kind.DIR)
+    path = action.path or "."
+    return escape(path) + ("/" if is_dir else "")
+
+
+def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
+    for action in actions:
+        if ctx.before_action is not None:
+            ctx.before_action(action)
+        try:
+            _apply(action, ctx)
+        except SourceVanished:
+            _vanished(ctx, action)
+        except SourceChanged as error:
+            _skipped(ctx, action, str(error))
+        except OSError as error:
+            if error.errno == errno.ENOENT and action.op in (Op.COPY, Op.ATTRS) and _source_gone(ctx, action):
+                _vanished(ctx, action)
+            else:
+                _failed(ctx, action, describe(error))
+
+
+def _source_gone(ctx: ApplyContext, action: Action) -> bool:
+    try:
+        os.stat(action.name, dir_fd=ctx.src.fd(action.dir), follow_symlinks=False)
+    except OSError:
+        return True
+    return False
+
+
+def _failed(ctx: ApplyContext, action: Action, reason: str) -> None:
+    path = display(action)
+    ctx.report.failed.append((path, reason))
+    ctx.emit(f"FAILED {path}: {escape(reason)}")
+
+
+def _skipped(ctx: ApplyContext, action: Action, reason: str) -> None:
+    path = display(action)
+    ctx.report.skipped.append((path, reason))
+    ctx.emit(f"SKIPPED {path}: {escape(reason)}")
+
+
+def _vanished(ctx: ApplyContext, action: Action) -> None:
+    path = display(action)
+    ctx.report.vanished.append(path)
+    ctx.emit(f"VANISHED {path}: gone from the source before it was copied")
+
+
+def _changed(ctx: ApplyContext, action: Action, note: str = "") -> None:
+    path = display(action)
+    if action.rep is not None or action.replaces:
+        ctx.report.overwritten.append(path)
+        ctx.emit(f"OVERWRITTEN {path}{note}")
+    else:
+        ctx.report.added.append(path)
+        ctx.emit(f"ADDED {path}{note}")
+
+
+def _untouched(ctx: ApplyContext, action: Action) -> None:
+    ctx.report.untouched_count += 1
+
+
+def _apply(action: Action, ctx: ApplyContext) -> None:
+    op = action.op
+    report = ctx.report
+    if op is Op.SKIP:
+        _skipped(ctx, action, action.reason)
+        return
+    if op is Op.FAIL:
+        _failed(ctx, action, action.reason)
+        return
+    if op in (Op.DELETE, Op.RMDIR, Op.CLEANUP):
+        if not ctx.dry_run:
+            rep_dir = ctx.rep.fd(action.dir)
+            try:
+                if op is Op.RMDIR:
+                    os.rmdir(action.name, dir_fd=rep_dir)
+                else:
+                    os.unlink(action.name, dir_fd=rep_dir)
+            except FileNotFoundError:
+                pass  # already gone: the goal is reached
+        if op is not Op.CLEANUP and not action.replaces:
+            path = display(action)
+            report.deleted.append(path)
+            ctx.emit(f"DELETED {path}")
+        return
+    if op is Op.MKDIR:
+        if not ctx.dry_run:
+            # Owner-only until DIRMETA sets the source's bits after the content.
+            os.mkdir(action.name, 0o700, dir_fd=ctx.rep.fd(action.dir))
+        _changed(ctx, action)
+        return
+    if op is Op.DIRMETA:
+        assert action.src is not None
+        attrs = action.rep is not None and (
+            action.rep.mode != action.src.mode
+            or (ctx.keep_owner and (action.rep.uid, action.rep.gid) != (action.src.uid, action.src.gid))
+        )
+        if not ctx.dry_run:
+            set_folder_meta(ctx.rep.fd(action.path), action.src, keep_owner=ctx.keep_owner)
+        if attrs:
+            ctx.report.overwritten.append(display(action))
+            ctx.emit(f"OVERWRITTEN {display(action)} (attributes)")
+        return
+    assert action.src is not None
+    if op is Op.LINK:
+        if not ctx.dry_run:
+            copy_link(ctx.rep.fd(action.dir), action.name, action.src, keep_owner=ctx.keep_owner)
+        _changed(ctx, action)
+        return
+    if op is Op.ATTRS:
+        if not ctx.dry_run:
+            try:
+                set_attrs(ctx.rep.fd(action.dir), action.name, action.src, keep_owner=ctx.keep_owner)
+            except PermissionError:
+                # An unreadable replica file cannot be opened to chmod it:
+                # copy it anew instead, which installs the right bits.
+                _copy(action, ctx)
+                return
+        _changed(ctx, action, " (attributes)")
+        return
+    # Op.COPY
+    if action.check_content and same_content(
+        ctx.src.fd(action.dir), ctx.rep.fd(action.dir), action.name, ctx.opener
+    ):
+        if action.rep is not None and action.rep.mode != action.src.mode:
+            if not ctx.dry_run:
+                set_attrs(ctx.rep.fd(action.dir), action.name, action.src, keep_owner=ctx.keep_owner)
+            _changed(ctx, action, " (attributes)")
+        else:
+            _untouched(ctx, action)
+        return
+    _copy(action, ctx)
+
+
+def _copy(action: Action, ctx: ApplyContext) -> None:
+    assert action.src is not None
+    if ctx.dry_run:
+        ctx.report.bytes_copied += action.src.size
+    else:
+        ctx.report.bytes_copied += copy_file(
+            ctx.src.fd(action.dir),
+            ctx.rep.fd(action.dir),
+            action.name,
+            keep_owner=ctx.keep_owner,
+            opener=ctx.opener,
+        )
+    _changed(ctx, action)

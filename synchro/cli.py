@@ -1,0 +1,138 @@
+"""The ``synchro`` command: translate arguments into a :class:`Synchro` run.
+
+``synchro SOURCE REPLICA [INTERVAL [LOGPATH]] [options]``: ongoing every
+INTERVAL hours until Ctrl+C (or ``--max`` cycles); ``--once`` runs one cycle.
+Exit codes are :class:`synchro.errors.ExitCode` (documented in the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from . import __version__
+from .api import Synchro
+from .errors import ConfigError, ExitCode, Terminated
+
+DESCRIPTION = """\
+Mirror SOURCE into REPLICA: new and changed files are copied, removed ones
+deleted, recursively. Without --once, a cycle runs every INTERVAL hours until
+Ctrl+C. Every run is logged to LOGPATH/LOGS/LOG-YYYY-MM-DD.txt."""
+
+EPILOG = """\
+exit codes: 0 success, 1 some entries failed, 2 usage or configuration error,
+3 refused by the deletion guard, 4 replica locked by another run,
+130 interrupted (Ctrl+C), 143 terminated (SIGTERM)"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synchro",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", metavar="SOURCE", help="folder to back up")
+    parser.add_argument("replica", metavar="REPLICA", help="folder that becomes its mirror")
+    parser.add_argument(
+        "interval",
+        metavar="INTERVAL",
+        nargs="?",
+        type=float,
+        default=24.0,
+        help="hours between cycles in ongoing mode (default 24, minimum 0.25)",
+    )
+    parser.add_argument(
+        "logpath",
+        metavar="LOGPATH",
+        nargs="?",
+        default=".",
+        help="folder that holds LOGS/ (default: the current folder)",
+    )
+    parser.add_argument("--once", action="store_true", help="run one cycle and exit with its code")
+    parser.add_argument("--max", metavar="N", type=float, help="stop after N cycles (ongoing mode)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print and log what would be done; change nothing"
+    )
+    parser.add_argument(
+        "--checksum", action="store_true", help="also compare content when size and time match"
+    )
+    parser.add_argument(
+        "--exclude",
+        metavar="PATTERN",
+        action="append",
+        default=[],
+        help="leave out entries matching PATTERN (gitignore syntax, relative to SOURCE; repeatable)",
+    )
+    parser.add_argument(
+        "--delete-excluded", action="store_true", help="delete excluded entries from the replica"
+    )
+    parser.add_argument(
+        "--max-delete",
+        metavar="N|P%",
+        default=None,
+        help="refuse a run that deletes more than N files or P%% of the replica's files "
+        "(default 50%%, once at least 10 files; 100%% lifts the limit)",
+    )
+    parser.add_argument(
+        "--modify-window",
+        metavar="SECONDS",
+        default=None,
+        help="treat times this close as equal (2 for FAT drives; default 0: exact)",
+    )
+    parser.add_argument("--create-replica", action="store_true", help="create REPLICA if it does not exist")
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="store_true", help="also list untouched entries")
+    noise.add_argument("-q", "--quiet", action="store_true", help="print nothing (the log is still written)")
+    parser.add_argument("--version", action="version", version=f"synchro {__version__}")
+    return parser
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # SIGTERM (systemd, kill) stops the run like Ctrl+C: temporaries removed,
+    # the log says interrupted, the lock released.
+    signal.signal(signal.SIGTERM, _terminate)
+    synchro = Synchro(args.logpath, verbose=args.verbose, quiet=args.quiet)
+    try:
+        try:
+            synchro.configure(
+                args.source,
+                args.replica,
+                "s" if args.once else "o",
+                interval=args.interval,
+                max=args.max,
+                checksum=args.checksum,
+                exclude=args.exclude,
+                delete_excluded=args.delete_excluded,
+                dry_run=args.dry_run,
+                max_delete=args.max_delete,
+                modify_window=args.modify_window,
+                create_replica=args.create_replica,
+            )
+        except ConfigError as error:
+            print(f"synchro: error: {error}", file=sys.stderr)
+            return ExitCode.USAGE
+        report = synchro.run()
+        if report.exit_code == ExitCode.USAGE and args.quiet:
+            print(f"synchro: error: {report.message}", file=sys.stderr)
+        return int(report.exit_code)
+    except Terminated:
+        print("synchro: terminated", file=sys.stderr)
+        return ExitCode.TERMINATED
+    except KeyboardInterrupt:
+        print("synchro: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    finally:
+        synchro.close_api()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""One mirror cycle: check → lock → plan → guard → apply → summary.
+
+This is the pipeline every face (command, tasks, API) runs. It never
+raises for a problem of the pair or of an entry: the outcome, exit code
+included, is in the returned :class:`~synchro.report.Report`, and every
+step is in the log. Only an interruption (Ctrl+C, SIGTERM) propagates,
+after the log says so and the lock is released.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from .apply import ApplyContext, BeforeAction, apply_plan
+from .errors import ConfigError, ExitCode, ReplicaLocked, Terminated
+from .exclude import Excluder
+from .fds import DirStack, open_root
+from .filecopy import Opener, default_opener
+from .lock import ReplicaLock
+from .log import DailyLog, escape
+from .options import MirrorOptions
+from .plan import PlanRules
+from .report import Report
+from .roots import Roots, check_roots
+from .scan import describe
+from .walk import Plan, build_plan
+
+GUARD_SHOWN = 10  # how many of the paths a refused run would delete are logged
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Test hooks: change the trees between plan and write, or slow a read."""
+
+    opener: Opener = default_opener
+    before_action: BeforeAction | None = None
+
+
+def run_cycle(
+    source: str | os.PathLike[str],
+    replica: str | os.PathLike[str],
+    options: MirrorOptions,
+    log: DailyLog,
+    *,
+    mode: str = "single",
+    verbose: bool = False,
+    hooks: Hooks | None = None,
+) -> Report:
+    started = time.monotonic()
+    report = Report(os.fspath(source), os.fspath(replica), dry_run=options.dry_run)
+    dry = " dry-run" if options.dry_run else ""
+    log.write(
+        f"START source={escape(os.fspath(source))} replica={escape(os.fspath(replica))} mode={mode}{dry}"
+    )
+
+    def finish(code: ExitCode, message: str = "") -> Report:
+        report.exit_code = code
+        report.message = message
+        report.seconds = time.monotonic() - started
+        log.write(report.summary())
+        log.flush()
+        return report
+
+    try:
+        roots = check_roots(source, replica, log.folder, create_replica=options.create_replica)
+        if not roots.replica_exists and not options.dry_run:
+            try:
+                os.makedirs(roots.replica, exist_ok=True)
+            except OSError as error:
+                raise ConfigError(
+                    f"cannot create replica {escape(roots.replica)}: {describe(error)}"
+                ) from None
+            log.write(f"CREATED replica folder {escape(roots.replica)}")
+            roots = Roots(roots.source, roots.replica, True, roots.logs_in_source)
+    except ConfigError as error:
+        log.write(f"ERROR {error}")
+        return finish(ExitCode.USAGE, str(error))
+
+    try:
+        with ReplicaLock(roots.replica):
+            code, message = _mirror(roots, options, log, report, verbose, hooks or Hooks())
+    except ReplicaLocked as error:
+        log.write(f"LOCKED {error}")
+        return finish(ExitCode.LOCKED, str(error))
+    except KeyboardInterrupt as interruption:
+        code = ExitCode.TERMINATED if isinstance(interruption, Terminated) else ExitCode.INTERRUPTED
+        log.write("INTERRUPTED the run was stopped; the replica holds no partial file")
+        finish(code, "interrupted")
+        raise
+    return finish(code, message)
+
+
+def _rules(roots: Roots, options: MirrorOptions) -> PlanRules:
+    fixed = [roots.logs_in_source] if roots.logs_in_source else []
+    excluder = Excluder(options.exclude, fixed)
+    return PlanRules(
+        checksum=options.checksum,
+        modify_window_ns=options.modify_window_ns,
+        delete_excluded=options.delete_excluded,
+        keep_owner=os.geteuid() == 0,
+        excluded=excluder if excluder else None,
+    )
+
+
+def _mirror(
+    roots: Roots,
+    options: MirrorOptions,
+    log: DailyLog,
+    report: Report,
+    verbose: bool,
+    hooks: Hooks,
+) -> tuple[ExitCode, str]:
+    rules = _rules(roots, options)
+    try:
+        plan = build_plan(
+            roots.source,
+            roots.replica,
+            rules,
+            replica_exists=roots.replica_exists,
+            keep_untouched=verbose,
+        )
+    except OSError as error:
+        message = f"cannot read {escape(error.filename or roots.source)}: {describe(error)}"
+        report.failed.append((".", message))
+        log.write(f"FAILED ./: {message}")
+        return ExitCode.FAILED, message
+
+    refusal = _guard(plan, options, log)
+    if refusal:
+        return ExitCode.GUARD, refusal
+
+    for word, path, reason in plan.problems:
+        if word == "VANISHED":
+            report.vanished.append(path)
+        else:
+            report.failed.append((path, reason))
+        log.write(f"{word} {escape(path)}: {escape(reason)}")
+    report.untouched_count = plan.untouched
+    report.untouched = plan.untouched_paths
+    for path in plan.untouched_paths:
+        log.write(f"UNTOUCHED {escape(path)}")
+
+    src_fd = open_root(roots.source)
+    # A dry run into a replica that does not exist yet never opens it.
+    rep_fd = open_root(roots.replica) if roots.replica_exists else -1
+    src, rep = DirStack(src_fd), DirStack(rep_fd)
+    try:
+        apply_plan(
+            plan.actions,
+            ApplyContext(
+                src,
+                rep,
+                report,
+                log.write,
+                dry_run=options.dry_run,
+                keep_owner=rules.keep_owner,
+                opener=hooks.opener,
+                before_action=hooks.before_action,
+            ),
+        )
+    finally:
+        src.close()
+        rep.close()
+        os.close(src_fd)
+        if rep_fd >= 0:
+            os.close(rep_fd)
+    return (ExitCode.FAILED if report.failed else ExitCode.OK), ""
+
+
+def _guard(plan: Plan, options: MirrorOptions, log: DailyLog) -> str:
+    """Refuse the whole run if it deletes too much; return the reason or ""."""
+    deleted, total = len(plan.deletions), plan.replica_files
+    limit = options.max_delete
+    if limit.allows(deleted, total):
+        return ""
+    message = (
+        f"deletion guard: this run would delete {deleted} of the replica's {total} files "
+        f"(limit {limit}); nothing was changed. Is the source mounted? "
+        "If the deletions are intended, rerun with a higher --max-delete (100% lifts the limit)"
+    )
+    log.write(f"REFUSED {message}")
+    for path in plan.deletions[:GUARD_SHOWN]:
+        log.write(f"REFUSED would delete {escape(path)}")
+    if deleted > GUARD_SHOWN:
+        log.write(f"REFUSED ... and {deleted - GUARD_SHOWN} more")
+    return message

@@ -1,0 +1,183 @@
+"""Mirror options: one frozen dataclass, and the parsers that build it.
+
+The same parsers serve the command line, the Python API and the INI file,
+so a value means the same thing wherever it is written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+MIN_INTERVAL_HOURS = 0.25
+
+
+@dataclass(frozen=True)
+class DeleteLimit:
+    """How many replica files one run may delete before the guard refuses.
+
+    ``count`` is an absolute limit; ``percent`` a share of the replica's files
+    that applies only once at least ``floor`` files would go (so a small
+    replica can still lose a few files in a normal day).
+    """
+
+    count: int | None = None
+    percent: float | None = 50.0
+    floor: int = 10
+
+    @property
+    def unlimited(self) -> bool:
+        return self.count is None and (self.percent is None or self.percent >= 100)
+
+    def allows(self, deleted: int, total: int) -> bool:
+        if self.unlimited:
+            return True
+        if self.count is not None:
+            return deleted <= self.count
+        assert self.percent is not None
+        if deleted < self.floor:
+            return True
+        return deleted * 100 <= total * self.percent
+
+    def __str__(self) -> str:
+        if self.count is not None:
+            return str(self.count)
+        return f"{self.percent:g}%"
+
+
+def parse_max_delete(value: object) -> DeleteLimit:
+    """``N`` (files) or ``P%`` (share of the replica's files)."""
+    if isinstance(value, DeleteLimit):
+        return value
+    if isinstance(value, bool):
+        raise ConfigError(f"max_delete: expected a number N or a percentage P%, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(f"max_delete: must not be negative, got {value}")
+        return DeleteLimit(count=value, percent=None)
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not percent >= 0 or math.isnan(percent):
+                raise ValueError
+            return DeleteLimit(count=None, percent=percent)
+        count = int(text)
+        if count < 0:
+            raise ValueError
+        return DeleteLimit(count=count, percent=None)
+    except ValueError:
+        raise ConfigError(
+            f"max_delete: expected a number N or a percentage P% (e.g. 50%), got {text!r}"
+        ) from None
+
+
+def parse_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{name}: expected a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def parse_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "yes", "true", "on"}:
+        return True
+    if text in {"0", "no", "false", "off", ""}:
+        return False
+    raise ConfigError(f"{name}: expected yes or no, got {value!r}")
+
+
+def parse_patterns(value: object) -> tuple[str, ...]:
+    """Exclude patterns: a string (one per line) or an iterable of strings."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: Iterable[object] = value.splitlines()
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        raise ConfigError(f"exclude: expected patterns, got {value!r}")
+    patterns = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"exclude: expected text patterns, got {item!r}")
+        if item.strip():
+            patterns.append(item.strip())
+    return tuple(patterns)
+
+
+@dataclass(frozen=True)
+class MirrorOptions:
+    """What one mirror cycle does; built by :func:`make_options`."""
+
+    checksum: bool = False
+    exclude: tuple[str, ...] = ()
+    delete_excluded: bool = False
+    dry_run: bool = False
+    max_delete: DeleteLimit = field(default_factory=DeleteLimit)
+    modify_window: float = 0.0
+    create_replica: bool = False
+
+    @property
+    def modify_window_ns(self) -> int:
+        return int(self.modify_window * 1_000_000_000)
+
+
+OPTION_NAMES = frozenset(MirrorOptions.__dataclass_fields__)
+
+
+def make_options(**options: object) -> MirrorOptions:
+    """Validate keyword options (API, command line and INI all come here)."""
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(OPTION_NAMES))}")
+    values: dict[str, object] = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in {"checksum", "delete_excluded", "dry_run", "create_replica"}:
+            values[name] = parse_bool(name, value)
+        elif name == "exclude":
+            values[name] = parse_patterns(value)
+        elif name == "max_delete":
+            values[name] = parse_max_delete(value)
+        elif name == "modify_window":
+            values[name] = parse_seconds(name, value)
+    return MirrorOptions(**values)  # type: ignore[arg-type]
+
+
+def parse_interval(value: object) -> float:
+    """Hours between cycles; the caller raises values below the minimum."""
+    if isinstance(value, bool):
+        raise ConfigError(f"interval: expected a number of hours, got {value!r}")
+    try:
+        hours = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"interval: expected a number of hours, got {value!r}") from None
+    if not math.isfinite(hours):
+        raise ConfigError(f"interval: expected a number of hours, got {value!r}")
+    return hours
+
+
+def parse_max_cycles(value: object) -> int | None:
+    """``max``: a float is rounded up; None, 0, negatives and non-numbers mean forever."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number) or number <= 0:
+        return None
+    return math.ceil(number)

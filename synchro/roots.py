@@ -1,0 +1,85 @@
+"""Check a source/replica pair before anything is touched.
+
+Every refusal here is a :class:`~synchro.errors.ConfigError` (exit code 2)
+with a one-line message. Paths are resolved once (symlinks followed, ``..``
+removed) and the resolved paths are used for the whole run, so a root that
+is a symlink means "the folder it points to at the start of the run".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .log import escape
+
+
+@dataclass(frozen=True)
+class Roots:
+    source: str
+    replica: str
+    replica_exists: bool
+    # The log folder's path relative to the source when the log lives inside
+    # the source: it is left out of the mirror (it changes during the run).
+    logs_in_source: str | None = None
+
+
+def _show(path: str | os.PathLike[str]) -> str:
+    return escape(os.fspath(path))
+
+
+def _inside(child: str, parent: str) -> bool:
+    return child != parent and os.path.commonpath([child, parent]) == parent
+
+
+def resolve(path: str | os.PathLike[str]) -> str:
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
+
+
+def check_roots(
+    source: str | os.PathLike[str],
+    replica: str | os.PathLike[str],
+    logs: str | os.PathLike[str] | None,
+    *,
+    create_replica: bool = False,
+) -> Roots:
+    """Resolve and check a pair; raise ConfigError on anything unsafe."""
+    if not os.fspath(source) or not os.fspath(replica):
+        raise ConfigError("source and replica must both be given")
+    src = resolve(source)
+    rep = resolve(replica)
+    if not os.path.exists(src):
+        raise ConfigError(f"source folder does not exist: {_show(source)}")
+    if not os.path.isdir(src):
+        raise ConfigError(f"source is not a folder: {_show(source)}")
+    replica_exists = os.path.lexists(rep)
+    if replica_exists and not os.path.isdir(rep):
+        raise ConfigError(f"replica is not a folder: {_show(replica)}")
+    if src == rep or (replica_exists and os.path.samefile(src, rep)):
+        raise ConfigError(f"source and replica are the same folder: {_show(src)}")
+    if _inside(rep, src):
+        raise ConfigError(f"replica {_show(replica)} is inside the source {_show(source)}")
+    if _inside(src, rep):
+        raise ConfigError(f"source {_show(source)} is inside the replica {_show(replica)}")
+    logs_in_source = None
+    if logs is not None:
+        log_folder = resolve(logs)
+        if rep == log_folder or _inside(rep, log_folder):
+            raise ConfigError(f"replica {_show(replica)} is inside the log folder {_show(log_folder)}")
+        if _inside(log_folder, rep):
+            raise ConfigError(
+                f"the log folder {_show(log_folder)} is inside the replica {_show(replica)}: "
+                "the mirror would delete it"
+            )
+        if log_folder == src:
+            raise ConfigError(f"the log folder is the source folder: {_show(src)}")
+        if _inside(log_folder, src):
+            logs_in_source = Path(os.path.relpath(log_folder, src)).as_posix()
+    if not replica_exists and not create_replica:
+        raise ConfigError(
+            f"replica folder does not exist: {_show(replica)} "
+            "(is the backup drive mounted? create_replica / --create-replica creates it)"
+        )
+    return Roots(src, rep, replica_exists, logs_in_source)
