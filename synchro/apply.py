@@ -12,6 +12,7 @@ import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .fds import DirStack
 from .filecopy import (
@@ -31,6 +32,16 @@ from .report import Report
 from .scan import Kind, describe
 
 Emit = Callable[[str], None]
+
+
+class Progress(Protocol):
+    """Told after each action; see :mod:`synchro.engine` for how it is made."""
+
+    def advance(self, entries: int, nbytes: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 # Called with each action just before it is carried out: a hook for tests
 # that need to change the trees between the plan and the write.
 BeforeAction = Callable[[Action], None]
@@ -46,6 +57,7 @@ class ApplyContext:
     keep_owner: bool = False
     opener: Opener = default_opener
     before_action: BeforeAction | None = None
+    progress: Progress | None = None
 
 
 def display(action: Action) -> str:
@@ -57,7 +69,10 @@ def display(action: Action) -> str:
 
 
 def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
+    progress = ctx.progress
     for action in actions:
+        if progress is not None:
+            progress.advance(1, action.src.size if action.op is Op.COPY and action.src else 0)
         if ctx.before_action is not None:
             ctx.before_action(action)
         try:

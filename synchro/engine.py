@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from .apply import ApplyContext, BeforeAction, apply_plan
+from .apply import ApplyContext, BeforeAction, Progress, apply_plan
 from .errors import ConfigError, ExitCode, ReplicaLocked, Terminated
 from .exclude import Excluder
 from .fds import DirStack, open_root
@@ -21,13 +22,16 @@ from .filecopy import Opener, default_opener
 from .lock import ReplicaLock
 from .log import DailyLog, escape
 from .options import MirrorOptions
-from .plan import PlanRules
+from .plan import Op, PlanRules
 from .report import Report
 from .roots import Roots, check_roots
 from .scan import describe
 from .walk import Plan, build_plan
 
 GUARD_SHOWN = 10  # how many of the paths a refused run would delete are logged
+
+# Makes a progress display for a run of (entries, bytes) to do; None: no display.
+ProgressFactory = Callable[[int, int], Progress]
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ def run_cycle(
     mode: str = "single",
     verbose: bool = False,
     hooks: Hooks | None = None,
+    progress: ProgressFactory | None = None,
 ) -> Report:
     started = time.monotonic()
     report = Report(os.fspath(source), os.fspath(replica), dry_run=options.dry_run)
@@ -80,7 +85,7 @@ def run_cycle(
 
     try:
         with ReplicaLock(roots.replica):
-            code, message = _mirror(roots, options, log, report, verbose, hooks or Hooks())
+            code, message = _mirror(roots, options, log, report, verbose, hooks or Hooks(), progress)
     except ReplicaLocked as error:
         log.write(f"LOCKED {error}")
         return finish(ExitCode.LOCKED, str(error))
@@ -111,6 +116,7 @@ def _mirror(
     report: Report,
     verbose: bool,
     hooks: Hooks,
+    progress_factory: ProgressFactory | None,
 ) -> tuple[ExitCode, str]:
     rules = _rules(roots, options)
     try:
@@ -146,6 +152,10 @@ def _mirror(
     # A dry run into a replica that does not exist yet never opens it.
     rep_fd = open_root(roots.replica) if roots.replica_exists else -1
     src, rep = DirStack(src_fd), DirStack(rep_fd)
+    progress = None
+    if progress_factory is not None and plan.actions:
+        total_bytes = sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None)
+        progress = progress_factory(len(plan.actions), total_bytes)
     try:
         apply_plan(
             plan.actions,
@@ -158,9 +168,12 @@ def _mirror(
                 keep_owner=rules.keep_owner,
                 opener=hooks.opener,
                 before_action=hooks.before_action,
+                progress=progress,
             ),
         )
     finally:
+        if progress is not None:
+            progress.close()
         src.close()
         rep.close()
         os.close(src_fd)
