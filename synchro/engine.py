@@ -70,6 +70,9 @@ def run_cycle(
 
     try:
         roots = check_roots(source, replica, log.folder, create_replica=options.create_replica)
+        # Built here, not after taking the lock: a bad exclude pattern is a
+        # refusal (exit 2) before anything, the replica itself, is made.
+        rules = _rules(roots, options)
         if not roots.replica_exists and not options.dry_run:
             try:
                 os.makedirs(roots.replica, exist_ok=True)
@@ -85,10 +88,13 @@ def run_cycle(
 
     try:
         with ReplicaLock(roots.replica):
-            code, message = _mirror(roots, options, log, report, verbose, hooks or Hooks(), progress)
+            code, message = _mirror(roots, rules, options, log, report, verbose, hooks or Hooks(), progress)
     except ReplicaLocked as error:
         log.write(f"LOCKED {error}")
         return finish(ExitCode.LOCKED, str(error))
+    except ConfigError as error:  # the lock could not be taken at all
+        log.write(f"ERROR {error}")
+        return finish(ExitCode.USAGE, str(error))
     except KeyboardInterrupt as interruption:
         code = ExitCode.TERMINATED if isinstance(interruption, Terminated) else ExitCode.INTERRUPTED
         log.write("INTERRUPTED the run was stopped; the replica holds no partial file")
@@ -111,6 +117,7 @@ def _rules(roots: Roots, options: MirrorOptions) -> PlanRules:
 
 def _mirror(
     roots: Roots,
+    rules: PlanRules,
     options: MirrorOptions,
     log: DailyLog,
     report: Report,
@@ -118,7 +125,6 @@ def _mirror(
     hooks: Hooks,
     progress_factory: ProgressFactory | None,
 ) -> tuple[ExitCode, str]:
-    rules = _rules(roots, options)
     try:
         plan = build_plan(
             roots.source,

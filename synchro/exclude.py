@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import pathspec
@@ -22,7 +23,9 @@ class Excluder:
         self.patterns = tuple(patterns)
         try:
             self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns) if self.patterns else None
-        except (ValueError, TypeError) as error:  # pathspec reports bad patterns this way
+        # pathspec reports bad patterns this way; a bad character range such
+        # as "[z-a]" only fails when the regular expression is compiled.
+        except (ValueError, TypeError, re.error) as error:
             raise ConfigError(f"exclude: invalid pattern: {error}") from None
         self._fixed = frozenset(fixed)
 

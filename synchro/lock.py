@@ -16,7 +16,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import ReplicaLocked
+from .errors import ConfigError, ReplicaLocked
+from .log import escape
+from .scan import describe
 
 LOCK_FOLDER = "synchro-locks"
 
@@ -27,22 +29,34 @@ def lock_path(replica: str) -> Path:
 
 
 class ReplicaLock:
-    """Context manager: raises :class:`ReplicaLocked` if another run holds it."""
+    """Context manager: raises :class:`ReplicaLocked` if another run holds it,
+    :class:`ConfigError` if the lock cannot be taken at all."""
 
     def __init__(self, replica: str) -> None:
         self.replica = replica
-        path = lock_path(replica)
-        if not path.parent.is_dir():
-            path.parent.mkdir(exist_ok=True)
-            # Shared by every user's runs, like /tmp itself.
-            os.chmod(path.parent, 0o1777)
-        self._lock = FileLock(path, mode=0o666, timeout=0)
+        self.path = lock_path(replica)
+        self._lock = FileLock(self.path, mode=0o666, timeout=0)
 
     def __enter__(self) -> ReplicaLock:
         try:
+            try:
+                self.path.parent.mkdir()
+            except FileExistsError:
+                pass
+            else:
+                # Shared by every user's runs, like /tmp itself (chmod only
+                # what this run made: another user's folder is not ours).
+                os.chmod(self.path.parent, 0o1777)
             self._lock.acquire(timeout=0)
-        except Timeout:
+        except Timeout:  # before OSError: filelock's Timeout is a TimeoutError
             raise ReplicaLocked(self.replica) from None
+        except OSError as error:
+            # Typically a lock file made by another user's run: filelock does
+            # not trust a file in the sticky folder that its owner could swap
+            # during the hold. A clear refusal, not a traceback.
+            raise ConfigError(
+                f"cannot lock replica {escape(self.replica)}: {describe(error)} ({escape(str(self.path))})"
+            ) from None
         return self
 
     def __exit__(self, *exc: object) -> None:

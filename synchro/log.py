@@ -102,13 +102,17 @@ class DailyLog:
         """
         now = self._clock()
         line = f"{now:%Y-%m-%d %H:%M:%S} {text}"
+        # Queued for the file before it is shown: a Ctrl+C that lands between
+        # the two must not leave a line on the console (an unbuffered one
+        # shows it at once) that the file never gets.
+        if self.folder is not None:
+            self._pending.append((f"{now:%Y-%m-%d}", line))
         if console and self.console is not None:
             self.console.write(line + "\n")
         if _logger.isEnabledFor(logging.INFO):
             _logger.info(text)
         if self.folder is None:
             return
-        self._pending.append((f"{now:%Y-%m-%d}", line))
         if len(self._pending) >= FLUSH_LINES or time.monotonic() - self._last_flush > FLUSH_SECONDS:
             self.flush()
 
@@ -119,9 +123,8 @@ class DailyLog:
         if not self._pending or self.folder is None:
             return
         folder = self._ensure_folder()
-        pending, self._pending = self._pending, []
         by_date: dict[str, list[str]] = {}
-        for date, line in pending:
+        for date, line in self._pending:
             by_date.setdefault(date, []).append(line)
         assert self._lock is not None
         with self._lock:
@@ -138,6 +141,10 @@ class DailyLog:
                         view = view[os.write(fd, view) :]
                 finally:
                     os.close(fd)
+                # Dropped only once written: a Ctrl+C while waiting for the lock
+                # or writing leaves the lines pending, and the close() that
+                # follows an interruption writes them (the SUMMARY included).
+                self._pending = [item for item in self._pending if item[0] != date]
 
     def close(self) -> None:
         """Write what is pending. The file is opened per batch, so nothing stays

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .exclude import Excluder
 
 MIN_INTERVAL_HOURS = 0.25
 
@@ -149,7 +150,9 @@ def make_options(**options: object) -> MirrorOptions:
         if name in {"checksum", "delete_excluded", "dry_run", "create_replica"}:
             values[name] = parse_bool(name, value)
         elif name == "exclude":
-            values[name] = parse_patterns(value)
+            patterns = parse_patterns(value)
+            Excluder(patterns)  # a bad pattern is a ConfigError now, when the pair is configured
+            values[name] = patterns
         elif name == "max_delete":
             values[name] = parse_max_delete(value)
         elif name == "modify_window":

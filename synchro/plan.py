@@ -124,11 +124,15 @@ def plan_folder(
     unreadable = src.errors if src is not None else {}
     excluded = rules.excluded
     window = rules.modify_window_ns
+    # Source names left out by the patterns: their replica counterpart is
+    # judged like a replica-only entry (kept, or deleted with delete_excluded).
+    left_out: set[str] = set()
 
     for name, s in src_entries.items():
         path = join(rel, name)
         r = rep_entries.get(name)
         if excluded is not None and excluded(path, s.kind is Kind.DIR):
+            left_out.add(name)
             continue
         if s.kind is Kind.SPECIAL:
             copies.append(Action(Op.SKIP, rel, name, s, r, reason="not a file, folder or link"))
@@ -185,10 +189,11 @@ def plan_folder(
         copies.append(Action(Op.FAIL, rel, name, None, rep_entries.get(name), reason=error))
 
     for name, r in rep_entries.items():
-        if name in src_entries or name in unreadable:
+        if (name in src_entries and name not in left_out) or name in unreadable:
             continue
         path = join(rel, name)
-        if name.startswith(TEMP_PREFIX) and r.kind is Kind.FILE:
+        # A temporary is a file, or a link when the run stopped in copy_link.
+        if name.startswith(TEMP_PREFIX) and r.kind in (Kind.FILE, Kind.LINK):
             removals.append(Action(Op.CLEANUP, rel, name, None, r))
             continue
         if excluded is not None and not rules.delete_excluded and excluded(path, r.kind is Kind.DIR):
@@ -202,9 +207,11 @@ def plan_folder(
     if src_self is not None and rep_self is not None and rel and same_attrs(src_self, rep_self, rules):
         untouched.append("")  # the folder itself ("" = this folder)
     if src_self is not None:
+        # ATTRS counts too: a replica file that cannot be opened to chmod it
+        # is copied anew (see apply), which changes the folder's time.
         changed = any(
             (isinstance(step, Descend) and step.side is not Side.BOTH)
-            or (isinstance(step, Action) and step.op not in (Op.SKIP, Op.FAIL, Op.ATTRS))
+            or (isinstance(step, Action) and step.op not in (Op.SKIP, Op.FAIL))
             for step in steps
         )
         if (

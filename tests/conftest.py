@@ -1,0 +1,187 @@
+"""Fixtures shared by the test modules: a source/replica pair, runs, other users.
+
+Tests run as root, for whom permissions do not bite. Where they must, the
+test forks: the child drops to uid/gid 65534 ("nobody") and runs synchro in
+process (the interpreter lives under /root, unreadable for other users, so
+it cannot be started again as nobody), then reports back through a pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes  # noqa: F401 - imported before forking: nobody cannot import from /root
+import encodings.ascii
+import encodings.latin_1  # noqa: F401
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+import synchro
+from synchro import Report
+
+NOBODY = 65534
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A source and a replica folder in ``tmp_path``, and a log path beside them."""
+
+    root: Path
+    src: Path
+    rep: Path
+    logs: Path  # the log path: the log itself is logs/LOGS/LOG-YYYY-MM-DD.txt
+
+    def mirror(self, **options: Any) -> Report:
+        return synchro.mirror(self.src, self.rep, logpath=self.logs, **options)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Pair:
+    src, rep = tmp_path / "src", tmp_path / "rep"
+    src.mkdir()
+    rep.mkdir()
+    return Pair(tmp_path, src, rep, tmp_path)
+
+
+requires_rsync = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
+
+
+# --- running as another user ---------------------------------------------------
+
+
+def open_to_others(path: Path) -> None:
+    """Let uid 65534 reach ``path``: add o+rx to it and every ancestor up to /tmp
+    (pytest makes /tmp/pytest-of-root 0700)."""
+    for folder in [path, *path.parents]:
+        mode = folder.stat().st_mode
+        os.chmod(folder, mode | 0o005)
+        if folder == Path("/tmp") or folder == Path(folder.anchor):
+            break
+
+
+@dataclass
+class ChildResult:
+    code: int
+    payload: Any
+
+
+def report_payload(report: Report) -> dict[str, Any]:
+    return {
+        "counts": report.counts,
+        "added": report.added,
+        "overwritten": report.overwritten,
+        "deleted": report.deleted,
+        "failed": report.failed,
+        "message": report.message,
+    }
+
+
+def run_as_nobody(work: Callable[[], tuple[int, Any]]) -> ChildResult:
+    """Run ``work`` in a forked child as uid/gid 65534; return its exit code and payload.
+
+    ``work`` returns (exit code, JSON-able payload). A crash in the child fails
+    the test with the child's traceback.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 99
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            code, payload = work()
+            message = json.dumps({"payload": payload})
+        except BaseException:
+            message = json.dumps({"traceback": traceback.format_exc()})
+            code = 99
+        finally:
+            with contextlib.suppress(BaseException), os.fdopen(write_end, "w") as pipe:
+                pipe.write(message)
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        answer = json.loads(pipe.read() or "{}")
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if "traceback" in answer:
+        pytest.fail("the child running as nobody crashed:\n" + answer["traceback"])
+    return ChildResult(code, answer.get("payload"))
+
+
+def mirror_as_nobody(src: Path, rep: Path, **options: Any) -> ChildResult:
+    def work() -> tuple[int, Any]:
+        report = synchro.mirror(src, rep, **options)
+        return int(report.exit_code), report_payload(report)
+
+    return run_as_nobody(work)
+
+
+def chown_tree(path: Path, uid: int = NOBODY) -> None:
+    os.chown(path, uid, uid, follow_symlinks=False)
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
+
+
+# --- other helpers ---------------------------------------------------------------
+
+
+@pytest.fixture
+def immutable() -> Iterator[Callable[[Path], None]]:
+    """``immutable(path)``: ``chattr +i`` (even root cannot change it), undone afterwards."""
+    marked: list[Path] = []
+
+    def mark(path: Path) -> None:
+        if shutil.which("chattr") is None:
+            pytest.skip("chattr is not installed")
+        result = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            pytest.skip(f"chattr +i is not supported here: {result.stderr.strip()}")
+        marked.append(path)
+
+    yield mark
+    for path in marked:
+        subprocess.run(["chattr", "-i", str(path)], check=False)
+
+
+@pytest.fixture
+def no_hang() -> Iterator[None]:
+    """Fail (instead of hanging the suite) if the test blocks for 30 seconds."""
+
+    def alarm(signum: int, frame: FrameType | None) -> None:
+        raise TimeoutError("the test blocked")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(30)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def synchro_command() -> list[str]:
+    return [sys.executable, "-m", "synchro"]
+
+
+def child_env() -> dict[str, str]:
+    """Environment for child Pythons: import the synchro this process imported, UTF-8 output."""
+    env = dict(os.environ)
+    root = str(Path(synchro.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONIOENCODING"] = "utf-8"
+    env.pop("PYTHONWARNINGS", None)
+    return env
