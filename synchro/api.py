@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, cast
 
-from .engine import Hooks, run_cycle
-from .errors import ConfigError
-from .log import DailyLog
+from .engine import Hooks, ProgressFactory, run_cycle
+from .errors import ConfigError, ExitCode, Terminated
+from .log import DailyLog, escape
 from .options import (
     MIN_INTERVAL_HOURS,
     MirrorOptions,
@@ -33,7 +33,8 @@ from .options import (
     parse_max_cycles,
 )
 from .report import Report
-from .roots import check_roots
+from .roots import check_roots, resolve
+from .status import RunRecord, StatusError, record_run
 
 if TYPE_CHECKING:
     from .loop import Sleep
@@ -47,14 +48,23 @@ class Pair:
     interval: float  # hours
     max_cycles: int | None
     options: MirrorOptions
+    name: str | None = None  # the key of its record in LOGS/status.json
+
+    @property
+    def status_key(self) -> str:
+        """The pair's name, or its replica's resolved path when it has none."""
+        return self.name or resolve(self.replica)
 
 
 class Synchro:
     """Mirror folder pairs into one daily log under ``logpath/LOGS``.
 
     ``console`` receives the log lines too (default: standard output; ``quiet``
-    silences it). ``clock`` and ``sleep`` are injectable so that tests never
-    wait; ``hooks`` let tests change the trees between plan and write.
+    silences it). ``progress`` draws a progress bar on that console during
+    long runs (the caller checks that it is a terminal). ``clock`` and
+    ``sleep`` are injectable so that tests never wait; ``hooks`` let tests
+    change the trees between plan and write. Each cycle's outcome is also
+    recorded in ``LOGS/status.json`` (see :mod:`synchro.status`).
     """
 
     def __init__(
@@ -67,12 +77,22 @@ class Synchro:
         clock: Callable[[], datetime] = datetime.now,
         sleep: Sleep = time.sleep,
         hooks: Hooks | None = None,
+        progress: bool = False,
     ) -> None:
         self.logpath = os.fspath(logpath)
         self.verbose = verbose
         self._sleep = sleep
         self._hooks = hooks
+        self._clock = clock
         stream = None if quiet else (console if console is not None else sys.stdout)
+        self._progress: ProgressFactory | None = None
+        if progress and stream is not None:
+            from .progress import BarConsole  # tqdm itself only once a bar is drawn
+
+            bars = BarConsole(stream)
+            self._progress = bars
+            # The log only writes and flushes its console, which BarConsole does.
+            stream = cast(TextIO, bars)
         self.log = DailyLog(self.logpath, stream, clock)
         self.pair: Pair | None = None
         self.last_report: Report | None = None
@@ -84,11 +104,15 @@ class Synchro:
         mode: str = "s",
         interval: float = 24,
         max: float | int | None = None,  # noqa: A002 - the seed's name
+        *,
+        name: str | None = None,
         **options: object,
     ) -> Pair:
         """Check and remember a pair; raise :class:`ConfigError` (and log it) if it is bad.
 
-        A bad pair leaves the object usable: configure again.
+        ``name`` is the key under which runs are recorded in the status file
+        (default: the replica's path). A bad pair leaves the object usable:
+        configure again.
         """
         try:
             opts = make_options(**options)
@@ -112,6 +136,7 @@ class Synchro:
             hours,
             parse_max_cycles(max),
             opts,
+            name,
         )
         return self.pair
 
@@ -148,17 +173,43 @@ class Synchro:
         return self.last_report
 
     def _cycle(self, pair: Pair, mode: str) -> Report:
-        report = run_cycle(
-            pair.source,
-            pair.replica,
-            pair.options,
-            self.log,
-            mode=mode,
-            verbose=self.verbose,
-            hooks=self._hooks,
-        )
+        started = self._clock()
+        try:
+            report = run_cycle(
+                pair.source,
+                pair.replica,
+                pair.options,
+                self.log,
+                mode=mode,
+                verbose=self.verbose,
+                hooks=self._hooks,
+                progress=self._progress,
+            )
+        except KeyboardInterrupt as stop:
+            # The engine has logged it; the status must not keep claiming the
+            # previous run as the last one.
+            code = ExitCode.TERMINATED if isinstance(stop, Terminated) else ExitCode.INTERRUPTED
+            stopped = Report(
+                pair.source, pair.replica, dry_run=pair.options.dry_run, exit_code=code, message="interrupted"
+            )
+            self.record(pair.status_key, stopped, started)
+            raise
+        self.record(pair.status_key, report, started)
         self.last_report = report
         return report
+
+    def record(self, key: str, report: Report, started: datetime) -> None:
+        """Record ``report`` (a run that began at ``started``) in the status file under ``key``.
+
+        A status file that cannot be written is a ``WARNING`` line, never a
+        failed backup: the mirror itself is done.
+        """
+        assert self.log.folder is not None  # a Synchro always has a log folder
+        try:
+            record_run(self.log.folder, key, RunRecord.from_report(report, started, self._clock()))
+        except StatusError as error:
+            self.log.write(f"WARNING {escape(str(error))}")
+            self.log.flush()
 
     def close_api(self) -> None:
         """Write what is pending and close the log; calling it twice is harmless."""

@@ -8,14 +8,15 @@ Exit codes are :class:`synchro.errors.ExitCode` (documented in the README).
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
+from typing import NoReturn
 
 from . import __version__
 from .api import Synchro
 from .errors import ConfigError, ExitCode, Terminated
+from .progress import wanted
+from .signals import sigterm_as_interrupt
 
 DESCRIPTION = """\
 Mirror SOURCE into REPLICA: new and changed files are copied, removed ones
@@ -28,8 +29,14 @@ exit codes: 0 success, 1 some entries failed, 2 usage or configuration error,
 130 interrupted (Ctrl+C), 143 terminated (SIGTERM)"""
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: cron mails and scripts read it.
+        self.exit(ExitCode.USAGE, f"synchro: error: {message} (see synchro -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="synchro",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -91,16 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # SIGTERM (systemd, kill) stops the run like Ctrl+C: temporaries removed,
     # the log says interrupted, the lock released.
-    signal.signal(signal.SIGTERM, _terminate)
-    synchro = Synchro(args.logpath, verbose=args.verbose, quiet=args.quiet)
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    # A bar only on a terminal: cron mail and pipes get the log lines alone.
+    synchro = Synchro(
+        args.logpath,
+        verbose=args.verbose,
+        quiet=args.quiet,
+        progress=wanted(sys.stdout, args.quiet),
+    )
     try:
         try:
             synchro.configure(

@@ -1,0 +1,267 @@
+"""The INI file of folder pairs (``backups.ini``), read into frozen dataclasses.
+
+Example::
+
+    [DEFAULT]
+    logpath = .
+    interval = 24
+
+    [photos]
+    source = ~/Pictures
+    replica = /mnt/backup/Pictures
+    exclude =
+        *.tmp
+        .cache/
+    max_delete = 50%
+
+Each section but ``[DEFAULT]`` is a pair named after it; ``[DEFAULT]`` gives
+values to every pair. Values go through the same parsers as the command's
+options (:mod:`synchro.options`), so ``50%`` or ``yes`` mean the same
+everywhere. Any mistake is a :class:`~synchro.errors.ConfigError` that names
+the file, the section and the key: a typo such as ``max_delet`` must never
+silently leave a safety setting at its default.
+
+Paths: ``~`` and ``$VARIABLES`` are expanded, and relative paths are relative
+to the INI file's folder (cron starts in ``$HOME``, not beside the file).
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .options import MirrorOptions, make_options, parse_interval
+from .roots import resolve
+
+CONFIG_ENV = "SYNCHRO_CONFIG"
+DEFAULT_CONFIG = "backups.ini"
+DEFAULT_SECTION = "DEFAULT"
+DEFAULT_LOGPATH = "."
+DEFAULT_INTERVAL_HOURS = 24.0
+
+PATH_KEYS = ("source", "replica", "logpath")
+OPTION_KEYS = ("exclude", "checksum", "max_delete", "modify_window", "delete_excluded", "create_replica")
+KEYS = (*PATH_KEYS, "interval", *OPTION_KEYS)
+
+# $NAME or ${NAME} that os.path.expandvars left alone: the variable is not set.
+_UNSET_VARIABLE = re.compile(r"\$(\w+|\{[^}]*\})")
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    """One ``[name]`` section: absolute paths, hours, and checked mirror options."""
+
+    name: str
+    source: str
+    replica: str
+    logpath: str
+    interval: float  # hours, > 0 (the watch raises it to the minimum)
+    options: MirrorOptions
+
+
+@dataclass(frozen=True)
+class Config:
+    """The pairs of one INI file, in the file's order."""
+
+    path: str
+    pairs: tuple[PairConfig, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(pair.name for pair in self.pairs)
+
+    def pair(self, name: str) -> PairConfig:
+        """The pair called ``name``; an unknown name is an error that lists the known ones."""
+        for pair in self.pairs:
+            if pair.name == name:
+                return pair
+        raise ConfigError(f"unknown pair {name!r} in {self.path}; its pairs are: {', '.join(self.names)}")
+
+    def select(self, name: str | None) -> tuple[PairConfig, ...]:
+        """Every pair, or only ``name`` when it is given."""
+        return self.pairs if not name else (self.pair(name),)
+
+
+def config_path(given: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ) -> str:
+    """The INI to read: ``given``, else ``$SYNCHRO_CONFIG``, else ``backups.ini`` here."""
+    if given:
+        return os.fspath(given)
+    return environ.get(CONFIG_ENV) or DEFAULT_CONFIG
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.environ) -> Config:
+    """Read and check the INI file at ``path``; raise :class:`ConfigError` on any problem."""
+    shown = os.fspath(path)
+    try:
+        with open(os.path.expanduser(shown), encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file not found: {shown} (give --config PATH or set {CONFIG_ENV})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {shown}: {error}") from None
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(shown)))
+    return parse_config(text, folder=folder, origin=shown, environ=environ)
+
+
+def parse_config(
+    text: str,
+    *,
+    folder: str,
+    origin: str = DEFAULT_CONFIG,
+    environ: Mapping[str, str] = os.environ,
+) -> Config:
+    """Parse INI ``text``; relative paths are taken from ``folder``, errors name ``origin``."""
+    # No interpolation: "max_delete = 50%" must not be read as a %-reference.
+    # No default section either: [DEFAULT] is read as a plain section and
+    # merged here, so that a key can be told apart from an inherited one.
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0")
+    try:
+        parser.read_string(text, source=origin)
+    except configparser.Error as error:
+        # configparser's messages span lines; the user gets one.
+        raise ConfigError(f"{origin}: {' '.join(str(error).split())}") from None
+
+    defaults = dict(parser[DEFAULT_SECTION]) if parser.has_section(DEFAULT_SECTION) else {}
+    _check_keys(origin, DEFAULT_SECTION, defaults)
+    # Values in [DEFAULT] are checked once, so an error names [DEFAULT]
+    # rather than the first pair that inherits it.
+    _parse_values(origin, DEFAULT_SECTION, defaults, folder, environ, pair=False)
+    names = [name for name in parser.sections() if name != DEFAULT_SECTION]
+    if not names:
+        raise ConfigError(f"{origin}: no pairs; add a section such as [photos] with source and replica")
+
+    pairs = []
+    for name in names:
+        own = dict(parser[name])
+        _check_keys(origin, name, own)
+        pairs.append(_make_pair(origin, name, {**defaults, **own}, folder, environ))
+    config = Config(origin, tuple(pairs))
+    check_overlaps(config)
+    return config
+
+
+def _check_keys(origin: str, section: str, keys: Iterable[str]) -> None:
+    for key in keys:
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{origin}: [{section}] unknown key {key!r}{hint}; known keys: {', '.join(KEYS)}"
+            )
+
+
+def _parse_values(
+    origin: str,
+    section: str,
+    values: Mapping[str, str],
+    folder: str,
+    environ: Mapping[str, str],
+    *,
+    pair: bool,
+) -> tuple[dict[str, str], float, MirrorOptions]:
+    """Check every value of a section; return its paths, interval and options."""
+    where = f"{origin}: [{section}]"
+    if pair:
+        for key in ("source", "replica"):
+            if not values.get(key, "").strip():
+                raise ConfigError(f"{where} {key}: missing; every pair needs a source and a replica")
+    paths = {
+        key: _path(where, key, values[key], folder, environ)
+        for key in PATH_KEYS
+        if key in values and values[key].strip()
+    }
+    interval = DEFAULT_INTERVAL_HOURS
+    if "interval" in values:
+        try:
+            interval = parse_interval(values["interval"].strip())
+        except ConfigError as error:
+            raise ConfigError(f"{where} {error}") from None
+        if interval <= 0:
+            raise ConfigError(f"{where} interval: expected a number of hours > 0, got {values['interval']!r}")
+    options: dict[str, object] = {}
+    for key in OPTION_KEYS:
+        if key not in values:
+            continue
+        try:
+            # One key at a time, so the error is about this key.
+            make_options(**{key: values[key]})
+        except ConfigError as error:
+            raise ConfigError(f"{where} {error}") from None
+        options[key] = values[key]
+    return paths, interval, make_options(**options)
+
+
+def _make_pair(
+    origin: str, name: str, values: Mapping[str, str], folder: str, environ: Mapping[str, str]
+) -> PairConfig:
+    paths, interval, options = _parse_values(origin, name, values, folder, environ, pair=True)
+    logpath = paths.get("logpath") or _path(origin, "logpath", DEFAULT_LOGPATH, folder, environ)
+    return PairConfig(name, paths["source"], paths["replica"], logpath, interval, options)
+
+
+def _path(where: str, key: str, value: str, folder: str, environ: Mapping[str, str]) -> str:
+    text = value.strip()
+    expanded = _expandvars(text, environ)
+    unset = _UNSET_VARIABLE.search(expanded)
+    if unset:
+        raise ConfigError(f"{where} {key}: environment variable {unset.group(0)} is not set (in {text!r})")
+    if (expanded == "~" or expanded.startswith("~/")) and environ.get("HOME"):
+        # As os.path.expanduser does, but from the same environment as $VARIABLES.
+        expanded = environ["HOME"] + expanded[1:]
+    expanded = os.path.expanduser(expanded)  # ~user
+    # An absolute value replaces the folder. ".." is left to the kernel:
+    # "conf/../x" means the parent of where the symlink conf points, which
+    # normpath would get wrong; "." and "//" are safe to tidy.
+    path = os.path.join(folder, expanded)
+    return path if ".." in Path(path).parts else os.path.normpath(path)
+
+
+def _expandvars(text: str, environ: Mapping[str, str]) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1).strip("{}")
+        return environ.get(name, match.group(0))
+
+    return _UNSET_VARIABLE.sub(value, text)
+
+
+def check_overlaps(config: Config) -> None:
+    """Refuse pairs that would destroy each other's folders.
+
+    The engine checks one pair at a time; these are the dangers between two
+    pairs of one file: a replica named twice or inside another replica (one
+    mirror deletes what the other wrote), and a replica that is, or holds,
+    another pair's source (that pair's originals would be overwritten or
+    deleted). Two pairs may share a source.
+    """
+    resolved = [(pair, resolve(pair.source), resolve(pair.replica)) for pair in config.pairs]
+    for i, (first, _, first_rep) in enumerate(resolved):
+        for j, (second, second_src, second_rep) in enumerate(resolved):
+            if i == j:
+                continue
+            if j > i and (first_rep == second_rep):
+                raise ConfigError(
+                    f"{config.path}: pairs [{first.name}] and [{second.name}] have the same replica "
+                    f"{first.replica}; each pair needs its own"
+                )
+            if _within(second_rep, first_rep):
+                raise ConfigError(
+                    f"{config.path}: the replica of [{second.name}] is inside the replica of "
+                    f"[{first.name}] ({first.replica}), whose mirror would delete it"
+                )
+            if first_rep == second_src or _within(second_src, first_rep) or _within(first_rep, second_src):
+                raise ConfigError(
+                    f"{config.path}: the replica of [{first.name}] ({first.replica}) overlaps the source "
+                    f"of [{second.name}] ({second.source}); a mirror would overwrite that pair's originals"
+                )
+
+
+def _within(child: str, parent: str) -> bool:
+    return child != parent and os.path.commonpath([child, parent]) == parent

@@ -1,0 +1,300 @@
+"""Run the pairs of an INI file: what the Invoke tasks (``tasks.py``) call.
+
+Each pair runs through a :class:`~synchro.api.Synchro` of its own (pairs may
+log into different folders), so a run of the tasks is logged, recorded in
+the status file and refused exactly as the same pair given to the
+``synchro`` command. A pair is checked again before each cycle: a backup
+drive mounted after ``inv watch`` started is picked up at its next cycle.
+
+- :func:`backup`: every given pair once, one after the other; a pair that
+  fails does not stop the others.
+- :func:`watch`: every given pair at its own interval (:func:`synchro.loop.run_jobs`).
+- :func:`check`: whether each pair could run, without running it.
+- :func:`status_rows`: what ``inv status`` shows.
+
+Ctrl+C (and SIGTERM, when the caller turns it into
+:class:`~synchro.errors.Terminated`) propagates after the logs say so.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import TextIO
+
+from .api import Synchro
+from .config import Config, PairConfig
+from .errors import ConfigError, ExitCode
+from .log import escape, log_dir
+from .loop import Job, Sleep, run_jobs
+from .options import MIN_INTERVAL_HOURS, MirrorOptions, parse_interval, parse_max_cycles
+from .report import Report
+from .roots import check_roots
+from .status import PairRecord, PairStatus, pair_status, read_status, result_line
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The task flags that apply to every pair of a run."""
+
+    dry_run: bool = False
+    checksum: bool = False
+    verbose: bool = False
+    quiet: bool = False
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """A pair and its last cycle's report (``None``: it never ran)."""
+
+    name: str
+    report: Report | None
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.report.exit_code) if self.report is not None else int(ExitCode.OK)
+
+    @property
+    def line(self) -> str:
+        if self.report is None:
+            return f"{self.name}: did not run"
+        return result_line(self.name, self.report)
+
+
+def worst_code(results: Sequence[PairResult]) -> int:
+    """The highest exit code: any failure outranks success, an interruption everything."""
+    return max((result.exit_code for result in results), default=int(ExitCode.OK))
+
+
+def _option_keywords(options: MirrorOptions) -> dict[str, object]:
+    # Already checked values; make_options accepts them as they are.
+    return {item.name: getattr(options, item.name) for item in fields(options)}
+
+
+class _PairRunner:
+    """One pair, its Synchro (its log), and how to run one cycle of it."""
+
+    def __init__(
+        self,
+        pair: PairConfig,
+        settings: RunSettings,
+        console: TextIO | None,
+        errors: TextIO,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.pair = pair
+        self._errors = errors
+        self._clock = clock
+        self.options = replace(
+            pair.options,
+            dry_run=settings.dry_run,
+            checksum=pair.options.checksum or settings.checksum,
+        )
+        self.synchro = Synchro(
+            pair.logpath,
+            verbose=settings.verbose,
+            quiet=settings.quiet,
+            console=console,
+            clock=clock,
+            progress=settings.progress,
+        )
+
+    def cycle(self) -> Report:
+        pair = self.pair
+        started = self._clock()
+        try:
+            self.synchro.configure(
+                pair.source,
+                pair.replica,
+                "s",
+                pair.interval,
+                None,
+                name=pair.name,
+                **_option_keywords(self.options),
+            )
+        except ConfigError as error:
+            # Logged by configure; recorded here so that `inv status` shows it.
+            report = Report(
+                pair.source,
+                pair.replica,
+                dry_run=self.options.dry_run,
+                exit_code=ExitCode.USAGE,
+                message=str(error),
+            )
+            self.synchro.record(pair.name, report, started)
+            return report
+        try:
+            return self.synchro.run()
+        except OSError as error:
+            # The engine turns every problem of the trees into a report; what
+            # escapes is the machine's (e.g. the log folder is not writable),
+            # which may also stop the log, so it is said here. The other
+            # pairs, and the next cycles, still run.
+            message = f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+            print(f"synchro: [{escape(pair.name)}] {escape(message)}", file=self._errors, flush=True)
+            return Report(pair.source, pair.replica, exit_code=ExitCode.FAILED, message=message)
+
+
+def backup(
+    pairs: Sequence[PairConfig],
+    settings: RunSettings,
+    *,
+    console: TextIO | None = None,
+    errors: TextIO | None = None,
+    clock: Callable[[], datetime] = datetime.now,
+) -> list[PairResult]:
+    """Run each pair once, in order, even when one fails; return every result."""
+    results = []
+    for pair in pairs:
+        runner = _PairRunner(pair, settings, console, errors or sys.stderr, clock)
+        try:
+            results.append(PairResult(pair.name, runner.cycle()))
+        finally:
+            runner.synchro.close_api()
+    return results
+
+
+def watch(
+    pairs: Sequence[PairConfig],
+    settings: RunSettings,
+    *,
+    interval: float | None = None,
+    max_cycles: int | None = None,
+    console: TextIO | None = None,
+    errors: TextIO | None = None,
+    clock: Callable[[], datetime] = datetime.now,
+    sleep: Sleep = time.sleep,
+) -> list[PairResult]:
+    """Run each pair every ``interval`` hours (default: its own) until ``max_cycles`` each.
+
+    A failed cycle is logged and the loop goes on; the results are each
+    pair's last cycle. Ctrl+C is logged in every log involved, then raised.
+    """
+    with ExitStack() as stack:
+        runners = []
+        for pair in pairs:
+            runner = _PairRunner(pair, settings, console, errors or sys.stderr, clock)
+            stack.callback(runner.synchro.close_api)
+            runners.append(runner)
+        jobs = [Job(_announce(runner, interval, max_cycles), runner.cycle) for runner in runners]
+        try:
+            reports = run_jobs(jobs, max_cycles=max_cycles, sleep=sleep)
+        except KeyboardInterrupt:
+            for runner in _one_per_log(runners):
+                runner.synchro.log.write("INTERRUPTED watch stopped by the user")
+            raise
+        return [PairResult(runner.pair.name, report) for runner, report in zip(runners, reports, strict=True)]
+
+
+def watch_limits(interval: str, max_cycles: str) -> tuple[float | None, int | None]:
+    """The ``watch`` task's ``--interval`` and ``--max``; empty means "not given"."""
+    hours = None
+    if interval.strip():
+        try:
+            hours = parse_interval(interval.strip())
+        except ConfigError as error:
+            raise ConfigError(f"--{error}") from None
+        if hours <= 0:
+            raise ConfigError(f"--interval: expected a number of hours > 0, got {interval!r}")
+    if not max_cycles.strip():
+        return hours, None
+    try:
+        number = float(max_cycles)
+    except ValueError:
+        raise ConfigError(f"--max: expected a number of cycles, got {max_cycles!r}") from None
+    if not number >= 0:
+        raise ConfigError(f"--max: expected a number of cycles >= 0, got {max_cycles!r}")
+    # As the command's --max: a fraction is rounded up, 0 means until stopped.
+    return hours, parse_max_cycles(number)
+
+
+def _announce(runner: _PairRunner, interval: float | None, max_cycles: int | None) -> float:
+    """Log the pair's schedule; return its interval, raised to the minimum if needed."""
+    hours = interval if interval else runner.pair.interval
+    log = runner.synchro.log
+    if hours < MIN_INTERVAL_HOURS:
+        log.write(f"WARNING interval {hours:g} h is below the minimum; raised to {MIN_INTERVAL_HOURS:g} h")
+        hours = MIN_INTERVAL_HOURS
+    cycles = f"{max_cycles} cycle{'s' if max_cycles > 1 else ''}" if max_cycles else "until stopped"
+    log.write(f"ONGOING watch pair={escape(runner.pair.name)} every {hours:g} h, {cycles}")
+    return hours
+
+
+def _one_per_log(runners: Sequence[_PairRunner]) -> list[_PairRunner]:
+    """One runner per log folder, so that a shared log says a thing once."""
+    seen: set[str] = set()
+    chosen = []
+    for runner in runners:
+        folder = os.path.realpath(log_dir(runner.pair.logpath))
+        if folder not in seen:
+            seen.add(folder)
+            chosen.append(runner)
+    return chosen
+
+
+@dataclass(frozen=True)
+class PairCheck:
+    """Whether a pair could run now (``problem`` empty), and a note about it."""
+
+    pair: PairConfig
+    problem: str = ""
+    note: str = ""
+
+
+def check(config: Config) -> list[PairCheck]:
+    """Check every pair as a run would, touching nothing."""
+    checks = []
+    for pair in config.pairs:
+        try:
+            roots = check_roots(
+                pair.source,
+                pair.replica,
+                log_dir(pair.logpath),
+                create_replica=pair.options.create_replica,
+            )
+        except ConfigError as error:
+            checks.append(PairCheck(pair, problem=str(error)))
+            continue
+        note = "" if roots.replica_exists else "the replica will be created by the first run"
+        checks.append(PairCheck(pair, note=note))
+    return checks
+
+
+def describe(item: PairCheck) -> str:
+    """A few lines about one pair, for ``inv pairs``."""
+    pair, options = item.pair, item.pair.options
+    settings = [f"max_delete={options.max_delete}"]
+    if options.exclude:
+        settings.append("exclude=" + ",".join(options.exclude))
+    settings += [name for name in ("checksum", "delete_excluded", "create_replica") if getattr(options, name)]
+    if options.modify_window:
+        settings.append(f"modify_window={options.modify_window:g}")
+    verdict = f"error: {item.problem}" if item.problem else "ok" + (f" ({item.note})" if item.note else "")
+    return "\n".join(
+        [
+            f"[{pair.name}] {verdict}",
+            f"    source   {escape(pair.source)}",
+            f"    replica  {escape(pair.replica)}",
+            f"    logs     {escape(os.fspath(log_dir(pair.logpath)))}",
+            f"    every    {max(pair.interval, MIN_INTERVAL_HOURS):g} h",
+            f"    options  {' '.join(settings)}",
+        ]
+    )
+
+
+def status_rows(config: Config, now: datetime) -> list[PairStatus]:
+    """Each pair's row at ``now``, from the status file of the log folder it uses."""
+    by_folder: dict[str, dict[str, PairRecord]] = {}
+    rows = []
+    for pair in config.pairs:
+        folder = os.fspath(log_dir(pair.logpath))
+        if folder not in by_folder:
+            by_folder[folder] = read_status(folder)
+        rows.append(pair_status(pair.name, pair.interval, by_folder[folder].get(pair.name), now))
+    return rows
