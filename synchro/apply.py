@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .fds import DirStack
@@ -29,7 +30,8 @@ from .filecopy import (
 from .log import escape
 from .plan import Action, Op
 from .report import Report
-from .scan import Kind, describe
+from .scan import Kind, describe, kind_of
+from .walk import GONE
 
 Emit = Callable[[str], None]
 
@@ -45,6 +47,16 @@ class Progress(Protocol):
 # Called with each action just before it is carried out: a hook for tests
 # that need to change the trees between the plan and the write.
 BeforeAction = Callable[[Action], None]
+# Called during a file's copy with the action and the bytes copied so far,
+# after each chunk: a hook for tests that change a file while it is read.
+DuringCopy = Callable[[Action, int], None]
+
+
+class Keeper(Protocol):
+    """Keeps a replica entry right before it is overwritten or deleted
+    (:class:`synchro.versions.Keeper`); a deleted one is gone afterwards."""
+
+    def keep(self, rep: DirStack, action: Action) -> None: ...
 
 
 @dataclass
@@ -57,7 +69,12 @@ class ApplyContext:
     keep_owner: bool = False
     opener: Opener = default_opener
     before_action: BeforeAction | None = None
+    during_copy: DuringCopy | None = None
     progress: Progress | None = None
+    keeper: Keeper | None = None  # keeps old versions; None: overwrite and delete outright
+    # Replica folders this run failed to create: what goes inside them fails
+    # with that reason instead of a puzzling "No such file or directory".
+    unmade: set[str] = field(default_factory=set)
 
 
 def display(action: Action) -> str:
@@ -75,25 +92,69 @@ def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
             progress.advance(1, action.src.size if action.op is Op.COPY and action.src else 0)
         if ctx.before_action is not None:
             ctx.before_action(action)
-        try:
-            _apply(action, ctx)
-        except SourceVanished:
-            _vanished(ctx, action)
-        except SourceChanged as error:
-            _skipped(ctx, action, str(error))
-        except OSError as error:
-            if error.errno == errno.ENOENT and action.op in (Op.COPY, Op.ATTRS) and _source_gone(ctx, action):
+        _carry_out(action, ctx)
+
+
+def _carry_out(action: Action, ctx: ApplyContext, *, retry: bool = True) -> None:
+    if ctx.unmade and action.dir in ctx.unmade:
+        if action.op is Op.MKDIR:
+            ctx.unmade.add(action.path)
+        if action.op is not Op.DIRMETA:  # the folder's own FAILED line is enough
+            _failed(ctx, action, "its folder could not be created")
+        return
+    try:
+        _apply(action, ctx)
+    except SourceVanished:
+        _vanished(ctx, action)
+    except SourceChanged as error:
+        _skipped(ctx, action, str(error))
+    except OSError as error:
+        if error.errno in GONE and action.src is not None and _source_gone(ctx, action):
+            # A folder that vanished was reported by its MKDIR already.
+            if not (action.op is Op.DIRMETA and action.rep is None):
                 _vanished(ctx, action)
-            else:
-                _failed(ctx, action, describe(error))
+        elif retry and error.errno == errno.EACCES and _make_writable(ctx, action.dir):
+            _carry_out(action, ctx, retry=False)
+        else:
+            if action.op is Op.MKDIR:
+                ctx.unmade.add(action.path)
+            _failed(ctx, action, describe(error))
 
 
 def _source_gone(ctx: ApplyContext, action: Action) -> bool:
+    """Whether the source entry the action was planned from is gone (or now of another type)."""
+    assert action.src is not None
+    # A DIRMETA names its folder by ``dir`` alone: look it up in its parent.
+    parent, _, name = action.path.rpartition("/")
+    if not name:
+        return False  # the source root, held open for the whole run
     try:
-        os.stat(action.name, dir_fd=ctx.src.fd(action.dir), follow_symlinks=False)
+        st = os.stat(name, dir_fd=ctx.src.fd(parent), follow_symlinks=False)
     except OSError:
         return True
-    return False
+    return kind_of(st.st_mode) is not action.src.kind
+
+
+def _make_writable(ctx: ApplyContext, rel: str) -> bool:
+    """Add the owner's write permission to replica folder ``rel``; False if not ours to change.
+
+    A read-only folder of the source is mirrored read-only; without this, a
+    run that is not root could never again change or delete what it holds
+    (rsync does the same). The folder's DIRMETA (planned for every folder
+    with a change, see :func:`synchro.plan.plan_folder`) puts its mode back,
+    and a replica-only folder is removed anyway.
+    """
+    if ctx.dry_run:
+        return False
+    try:
+        fd = ctx.rep.fd(rel)
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & stat.S_IWUSR:
+            return False
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+    except OSError:
+        return False
+    return True
 
 
 def _failed(ctx: ApplyContext, action: Action, reason: str) -> None:
@@ -139,9 +200,13 @@ def _apply(action: Action, ctx: ApplyContext) -> None:
         return
     if op in (Op.DELETE, Op.RMDIR, Op.CLEANUP):
         if not ctx.dry_run:
-            rep_dir = ctx.rep.fd(action.dir)
             try:
-                if op is Op.RMDIR:
+                # Inside the try: a replica folder removed meanwhile by
+                # someone else has taken its content with it.
+                rep_dir = ctx.rep.fd(action.dir)
+                if ctx.keeper is not None and op is not Op.CLEANUP:
+                    ctx.keeper.keep(ctx.rep, action)  # moved into the versions: the removal
+                elif op is Op.RMDIR:
                     os.rmdir(action.name, dir_fd=rep_dir)
                 else:
                     os.unlink(action.name, dir_fd=rep_dir)
@@ -153,6 +218,9 @@ def _apply(action: Action, ctx: ApplyContext) -> None:
             ctx.emit(f"DELETED {path}")
         return
     if op is Op.MKDIR:
+        # Opened first (the copies into it need it anyway): a source folder
+        # gone since the scan is VANISHED, not created empty in the replica.
+        ctx.src.fd(action.path)
         if not ctx.dry_run:
             # Owner-only until DIRMETA sets the source's bits after the content.
             os.mkdir(action.name, 0o700, dir_fd=ctx.rep.fd(action.dir))
@@ -173,6 +241,8 @@ def _apply(action: Action, ctx: ApplyContext) -> None:
     assert action.src is not None
     if op is Op.LINK:
         if not ctx.dry_run:
+            if ctx.keeper is not None and action.rep is not None:
+                ctx.keeper.keep(ctx.rep, action)
             copy_link(ctx.rep.fd(action.dir), action.name, action.src, keep_owner=ctx.keep_owner)
         _changed(ctx, action)
         return
@@ -206,11 +276,16 @@ def _copy(action: Action, ctx: ApplyContext) -> None:
     if ctx.dry_run:
         ctx.report.bytes_copied += action.src.size
     else:
+        # Not for ATTRS copied anew: the bytes are the same, nothing to keep.
+        if ctx.keeper is not None and action.rep is not None and action.op is Op.COPY:
+            ctx.keeper.keep(ctx.rep, action)
+        hook = ctx.during_copy
         ctx.report.bytes_copied += copy_file(
             ctx.src.fd(action.dir),
             ctx.rep.fd(action.dir),
             action.name,
             keep_owner=ctx.keep_owner,
             opener=ctx.opener,
+            on_chunk=None if hook is None else lambda copied: hook(action, copied),
         )
     _changed(ctx, action)

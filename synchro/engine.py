@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
-from .apply import ApplyContext, BeforeAction, Progress, apply_plan
+from .apply import ApplyContext, BeforeAction, DuringCopy, Progress, apply_plan
 from .errors import ConfigError, ExitCode, ReplicaLocked, Terminated
 from .exclude import Excluder
 from .fds import DirStack, open_root
@@ -36,10 +37,12 @@ ProgressFactory = Callable[[int, int], Progress]
 
 @dataclass(frozen=True)
 class Hooks:
-    """Test hooks: change the trees between plan and write, or slow a read."""
+    """Test hooks: change the trees between plan and write, slow a read, or
+    change (or fail) a file in the middle of its copy."""
 
     opener: Opener = default_opener
     before_action: BeforeAction | None = None
+    during_copy: DuringCopy | None = None
 
 
 def run_cycle(
@@ -52,6 +55,7 @@ def run_cycle(
     verbose: bool = False,
     hooks: Hooks | None = None,
     progress: ProgressFactory | None = None,
+    clock: Callable[[], datetime] = datetime.now,  # names the run's version folder
 ) -> Report:
     started = time.monotonic()
     report = Report(os.fspath(source), os.fspath(replica), dry_run=options.dry_run)
@@ -69,7 +73,9 @@ def run_cycle(
         return report
 
     try:
-        roots = check_roots(source, replica, log.folder, create_replica=options.create_replica)
+        roots = check_roots(
+            source, replica, log.folder, create_replica=options.create_replica, versions=options.versions
+        )
         # Built here, not after taking the lock: a bad exclude pattern is a
         # refusal (exit 2) before anything, the replica itself, is made.
         rules = _rules(roots, options)
@@ -81,14 +87,16 @@ def run_cycle(
                     f"cannot create replica {escape(roots.replica)}: {describe(error)}"
                 ) from None
             log.write(f"CREATED replica folder {escape(roots.replica)}")
-            roots = Roots(roots.source, roots.replica, True, roots.logs_in_source)
+            roots = replace(roots, replica_exists=True)
     except ConfigError as error:
         log.write(f"ERROR {error}")
         return finish(ExitCode.USAGE, str(error))
 
     try:
         with ReplicaLock(roots.replica):
-            code, message = _mirror(roots, rules, options, log, report, verbose, hooks or Hooks(), progress)
+            code, message = _mirror(
+                roots, rules, options, log, report, verbose, hooks or Hooks(), progress, clock
+            )
     except ReplicaLocked as error:
         log.write(f"LOCKED {error}")
         return finish(ExitCode.LOCKED, str(error))
@@ -124,6 +132,7 @@ def _mirror(
     verbose: bool,
     hooks: Hooks,
     progress_factory: ProgressFactory | None,
+    clock: Callable[[], datetime],
 ) -> tuple[ExitCode, str]:
     try:
         plan = build_plan(
@@ -162,6 +171,11 @@ def _mirror(
     if progress_factory is not None and plan.actions:
         total_bytes = sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None)
         progress = progress_factory(len(plan.actions), total_bytes)
+    keeper = None
+    if roots.versions is not None:
+        from .versions import make_keeper  # only a pair that keeps versions loads it
+
+        keeper = make_keeper(roots.versions, options, log.write, clock=clock, keep_owner=rules.keep_owner)
     try:
         apply_plan(
             plan.actions,
@@ -174,10 +188,14 @@ def _mirror(
                 keep_owner=rules.keep_owner,
                 opener=hooks.opener,
                 before_action=hooks.before_action,
+                during_copy=hooks.during_copy,
                 progress=progress,
+                keeper=keeper,
             ),
         )
     finally:
+        if keeper is not None:
+            keeper.close()
         if progress is not None:
             progress.close()
         src.close()
@@ -185,6 +203,8 @@ def _mirror(
         os.close(src_fd)
         if rep_fd >= 0:
             os.close(rep_fd)
+    if keeper is not None and not report.failed:
+        keeper.prune()  # only after a successful run
     return (ExitCode.FAILED if report.failed else ExitCode.OK), ""
 
 

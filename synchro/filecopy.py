@@ -26,6 +26,10 @@ CHUNK = 1 << 20
 MAX_CALL = 1 << 30
 
 Opener = Callable[[str, int], int]  # (name, dir_fd) -> fd: the source opener, a test hook
+# Told the bytes copied so far after each chunk of a file: a test hook that
+# changes the source (or fails the write) in the middle of a copy. Without it
+# the copy moves a whole file per kernel call, as fast as it can.
+OnChunk = Callable[[int], None]
 
 
 class SourceChanged(Exception):
@@ -44,24 +48,33 @@ def default_opener(name: str, dir_fd: int) -> int:
     return os.open(name, READ_FLAGS, dir_fd=dir_fd)
 
 
-def _copy_data(src: int, dst: int) -> int:
-    """Copy until end of file with the kernel's fast paths; return bytes copied."""
+def _copy_data(src: int, dst: int, on_chunk: OnChunk | None = None) -> int:
+    """Copy until end of file with the kernel's fast paths; return bytes copied.
+
+    With ``on_chunk`` the kernel calls move at most ``CHUNK`` bytes each and
+    ``on_chunk`` is told the total after each of them.
+    """
+    step = MAX_CALL if on_chunk is None else CHUNK
     total = 0
     try:
         while True:
-            sent = os.copy_file_range(src, dst, MAX_CALL)
+            sent = os.copy_file_range(src, dst, step)
             if sent == 0:
                 return total
             total += sent
+            if on_chunk is not None:
+                on_chunk(total)
     except OSError as error:
         if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP) or total:
             raise
     try:
         while True:
-            sent = os.sendfile(dst, src, None, MAX_CALL)
+            sent = os.sendfile(dst, src, None, step)
             if sent == 0:
                 return total
             total += sent
+            if on_chunk is not None:
+                on_chunk(total)
     except OSError as error:
         if error.errno not in (errno.ENOSYS, errno.EINVAL) or total:
             raise
@@ -70,6 +83,8 @@ def _copy_data(src: int, dst: int) -> int:
         while view:
             view = view[os.write(dst, view) :]
         total += len(chunk)
+        if on_chunk is not None:
+            on_chunk(total)
     return total
 
 
@@ -89,6 +104,15 @@ def _open_source(opener: Opener, name: str, dir_fd: int) -> int:
         raise
 
 
+def _check_replaced(name: str, src_dir: int) -> None:
+    """Raise for a source file that lost its name during the copy: gone or replaced."""
+    try:
+        os.stat(name, dir_fd=src_dir, follow_symlinks=False)
+    except FileNotFoundError:
+        raise SourceVanished(name) from None
+    raise SourceChanged("replaced while copying")
+
+
 def copy_file(
     src_dir: int,
     rep_dir: int,
@@ -96,6 +120,7 @@ def copy_file(
     *,
     keep_owner: bool,
     opener: Opener = default_opener,
+    on_chunk: OnChunk | None = None,
 ) -> int:
     """Copy file ``name`` from ``src_dir`` to ``rep_dir``; return the bytes copied."""
     src = _open_source(opener, name, src_dir)
@@ -107,12 +132,21 @@ def copy_file(
         dst = os.open(tmp, WRITE_FLAGS, 0o600, dir_fd=rep_dir)
         try:
             try:
-                copied = _copy_data(src, dst)
+                copied = _copy_data(src, dst, on_chunk)
                 after = os.fstat(src)
+                if after.st_nlink == 0 < before.st_nlink:
+                    # Deleted, or replaced by a rename (an editor's save), while
+                    # it was read: these bytes are no longer the source's. (A
+                    # file system that always says 0 links is left alone.)
+                    _check_replaced(name, src_dir)
+                # The change time too: a rewrite that puts the modification
+                # time back (touch -r) would otherwise install a torn mix
+                # that no later run would ever see as different.
                 if (
                     copied != before.st_size
                     or after.st_size != before.st_size
                     or after.st_mtime_ns != before.st_mtime_ns
+                    or after.st_ctime_ns != before.st_ctime_ns
                 ):
                     raise SourceChanged("changed while copying")
                 if keep_owner:

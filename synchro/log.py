@@ -11,12 +11,18 @@ The name of the file follows the date of each line, so a run across
 midnight continues in the next day's file. Names are escaped
 (:func:`escape`) so that an entry is always exactly one line and no control
 sequence reaches a terminal.
+
+The log never stops a backup: a log folder that cannot be written, a full
+disk or a console that went away is one warning on standard error, and the
+run goes on (lines wait in memory, up to :data:`MAX_PENDING`, for the file).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -28,6 +34,10 @@ from filelock import FileLock
 LOGS_DIR = "LOGS"
 FLUSH_LINES = 512
 FLUSH_SECONDS = 0.5
+# Lines kept in memory while the log file cannot be written (a full disk, a
+# folder that is not writable); beyond that the oldest are dropped and
+# counted, so that an ongoing run that lasts for months stays small.
+MAX_PENDING = 10_000
 
 Clock = Callable[[], datetime]
 
@@ -61,6 +71,12 @@ def escape(text: str) -> str:
     return "".join(out)
 
 
+def _warn(message: str) -> None:
+    """One line on standard error, which may itself be gone."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"synchro: warning: {message}", file=sys.stderr, flush=True)
+
+
 def log_dir(logpath: str | os.PathLike[str]) -> Path:
     return Path(logpath).expanduser() / LOGS_DIR
 
@@ -84,6 +100,8 @@ class DailyLog:
         self._pending: list[tuple[str, str]] = []  # (date, line)
         self._last_flush = time.monotonic()
         self._lock: FileLock | None = None
+        self._failing = False  # the last batch could not be written (warned once)
+        self._dropped = 0  # lines lost while the file could not be written
 
     def _ensure_folder(self) -> Path:
         assert self.folder is not None
@@ -108,23 +126,76 @@ class DailyLog:
         if self.folder is not None:
             self._pending.append((f"{now:%Y-%m-%d}", line))
         if console and self.console is not None:
-            self.console.write(line + "\n")
+            self._show(line + "\n")
         if _logger.isEnabledFor(logging.INFO):
             _logger.info(text)
         if self.folder is None:
             return
-        if len(self._pending) >= FLUSH_LINES or time.monotonic() - self._last_flush > FLUSH_SECONDS:
+        # While the file cannot be written, retry by time only, not at every line.
+        full = len(self._pending) >= FLUSH_LINES and not self._failing
+        if full or time.monotonic() - self._last_flush > FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
+        """Write the pending lines. Never raises OSError: a log that cannot be
+        written is one warning on standard error, and the run goes on."""
         if self.console is not None:
-            self.console.flush()
+            try:
+                self.console.flush()
+            except OSError as error:
+                self._lose_console(error)
         self._last_flush = time.monotonic()
         if not self._pending or self.folder is None:
             return
+        try:
+            self._append()
+        except OSError as error:
+            self._cannot_write(error)
+        else:
+            self._failing = False
+
+    def _cannot_write(self, error: OSError) -> None:
+        if not self._failing:
+            self._failing = True
+            _warn(
+                f"cannot write the log in {escape(str(self.folder))}: {error.strerror or error}; "
+                "the run goes on without it"
+            )
+        excess = len(self._pending) - MAX_PENDING
+        if excess > 0:
+            del self._pending[:excess]
+            self._dropped += excess
+
+    def _show(self, text: str) -> None:
+        assert self.console is not None
+        try:
+            try:
+                self.console.write(text)
+            except UnicodeEncodeError:
+                # A console whose encoding cannot show a name (LANG with
+                # Latin-1, PYTHONIOENCODING=ascii): escaped there, whole in the file.
+                encoding = getattr(self.console, "encoding", None) or "ascii"
+                self.console.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        except OSError as error:
+            self._lose_console(error)
+
+    def _lose_console(self, error: OSError) -> None:
+        # A closed pipe (``synchro ... | head``) must not stop a backup: the
+        # log file still gets every line.
+        self.console = None
+        _warn(f"cannot write to the console: {error.strerror or error}; the log file still gets every line")
+
+    def _append(self) -> None:
         folder = self._ensure_folder()
+        pending = self._pending
+        lost = ""
+        if self._dropped:  # said first, in the file of the day it is said
+            now = self._clock()
+            lost = f"{now:%Y-%m-%d}"
+            text = f"WARNING {self._dropped} log lines could not be written and were dropped"
+            pending = [(lost, f"{now:%Y-%m-%d %H:%M:%S} {text}"), *pending]
         by_date: dict[str, list[str]] = {}
-        for date, line in self._pending:
+        for date, line in pending:
             by_date.setdefault(date, []).append(line)
         assert self._lock is not None
         with self._lock:
@@ -136,15 +207,27 @@ class DailyLog:
                     0o644,
                 )
                 try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    end = os.fstat(fd).st_size
+                    try:
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                    except OSError:
+                        # A full disk can stop a batch midway: cut it off, so
+                        # that the file never ends in half a line (the lines
+                        # stay pending). Every writer appends under the lock,
+                        # so the end of the file is still this batch's.
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(fd, end)
+                        raise
                 finally:
                     os.close(fd)
                 # Dropped only once written: a Ctrl+C while waiting for the lock
                 # or writing leaves the lines pending, and the close() that
                 # follows an interruption writes them (the SUMMARY included).
                 self._pending = [item for item in self._pending if item[0] != date]
+                if date == lost:
+                    self._dropped = 0
 
     def close(self) -> None:
         """Write what is pending. The file is opened per batch, so nothing stays

@@ -54,11 +54,11 @@ if args["mode"] == "after-files":
     hooks = Hooks(before_action=before_action)
 elif args["mode"] == "mid-copy":
     real_copy = synchro.filecopy._copy_data
-    def half_then_wait(src, dst):
+    def half_then_wait(src, dst, on_chunk=None):
         half = os.read(src, os.fstat(src).st_size // 2)
         os.write(dst, half)
         wait_for_parent()
-        return len(half) + real_copy(src, dst)
+        return len(half) + real_copy(src, dst, on_chunk)
     synchro.filecopy._copy_data = half_then_wait
 
 if "cli" in args:
