@@ -5,6 +5,9 @@
     inv watch --interval 0.5 --max 20 # every pair every 0.5 h, 20 cycles (or until Ctrl+C)
     inv status                        # when did each pair last succeed?
     inv pairs                         # list the pairs and check them, running nothing
+    inv verify --pair photos          # compare replica and source byte for byte
+    inv versions --pair photos --path notes.txt             # the kept versions of a file
+    inv restore --pair photos --at 2026-03-01_030000 --to /tmp/photos   # the state before that run
 
 Every task reads ``--config PATH`` (default: ``$SYNCHRO_CONFIG``, else
 ``backups.ini`` in the current folder); give it after the task name, since
@@ -26,8 +29,8 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
 from synchro import runner
-from synchro.config import Config, config_path, load_config
-from synchro.errors import ExitCode, SynchroError, Terminated
+from synchro.config import Config, PairConfig, config_path, load_config
+from synchro.errors import ConfigError, ExitCode, SynchroError, Terminated
 from synchro.progress import wanted
 from synchro.signals import sigterm_as_interrupt
 from synchro.status import format_json, format_table
@@ -185,3 +188,70 @@ def pairs(c: Context, config: str = "") -> None:
     print("\n".join(runner.describe(item) for item in checks))
     if any(item.problem for item in checks):
         raise Exit(code=int(ExitCode.USAGE))
+
+
+def _one_pair(config: str, pair: str) -> PairConfig:
+    pairs = _load(config)
+    if not pair:
+        raise ConfigError(f"give --pair NAME; the pairs are: {', '.join(pairs.names)}")
+    return pairs.pair(pair)
+
+
+PAIR_HELP = "the name of the pair: its [section] in the INI file"
+
+
+@task(klass=SynchroTask, help={"pair": PAIR_HELP, "config": CONFIG_HELP})
+def verify(c: Context, pair: str = "", config: str = "") -> None:
+    """Compare a pair's replica with its source byte for byte; list every difference, change nothing.
+
+    Exit 0 when the replica is exact, 1 when it differs.
+    """
+    with _user_errors():
+        chosen = _one_pair(config, pair)
+        report = runner.verify(chosen, console=sys.stdout, progress=wanted(sys.stdout, False))
+    if report.exit_code:
+        raise Exit(code=int(report.exit_code))
+
+
+@task(
+    klass=SynchroTask,
+    help={
+        "pair": PAIR_HELP,
+        "path": "restore only this file or folder (relative to the pair, such as docs/notes.txt)",
+        "at": "the state as of this run (YYYY-MM-DD_HHMMSS, as inv versions lists them), from the kept versions",
+        "to": "the folder to restore into (created if missing); paths below the pair are kept",
+        "force": "replace entries that exist in --to; needed to restore into the source itself",
+        "verbose": "list each restored entry",
+        "config": CONFIG_HELP,
+    },
+)
+def restore(
+    c: Context,
+    pair: str = "",
+    path: str = "",
+    at: str = "",
+    to: str = "",
+    force: bool = False,
+    verbose: bool = False,
+    config: str = "",
+) -> None:
+    """Copy a pair (or --path of it) from its replica, or as of an earlier run (--at), into --to FOLDER."""
+    with _user_errors():
+        chosen = _one_pair(config, pair)
+        report = runner.restore(chosen, to=to, path=path, at=at, force=force, verbose=verbose)
+    if report.exit_code:
+        raise Exit(code=int(report.exit_code))
+
+
+@task(
+    klass=SynchroTask,
+    help={
+        "pair": PAIR_HELP,
+        "path": "list the versions of this file or folder (relative to the pair); default: every run folder",
+        "config": CONFIG_HELP,
+    },
+)
+def versions(c: Context, pair: str = "", path: str = "", config: str = "") -> None:
+    """List the kept versions of a pair (or of --path) with the time and size of each."""
+    with _user_errors():
+        print(runner.versions_table(_one_pair(config, pair), path))

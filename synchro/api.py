@@ -10,6 +10,9 @@ Example::
         print(report.counts, report.exit_code)
         s.configure("~/Documents", "/mnt/backup/Documents", "O", interval=4, max=10)
         s.run()                             # every 4 hours, 10 cycles
+        s.configure("~/Notes", "/mnt/backup/Notes", versions="/mnt/backup/VERSIONS/Notes",
+                    keep_versions="30d,10")  # old versions kept 30 days, and the last 10 runs
+        s.run()
 """
 
 from __future__ import annotations
@@ -116,7 +119,9 @@ class Synchro:
         """
         try:
             opts = make_options(**options)
-            check_roots(source, replica, self.log.folder, create_replica=opts.create_replica)
+            check_roots(
+                source, replica, self.log.folder, create_replica=opts.create_replica, versions=opts.versions
+            )
             hours = parse_interval(interval)
         except ConfigError as error:
             # The caller shows the error (the command prints it on stderr).
@@ -184,6 +189,7 @@ class Synchro:
                 verbose=self.verbose,
                 hooks=self._hooks,
                 progress=self._progress,
+                clock=self._clock,
             )
         except KeyboardInterrupt as stop:
             # The engine has logged it; the status must not keep claiming the
@@ -230,6 +236,7 @@ def mirror(
     verbose: bool = False,
     console: TextIO | None = None,
     hooks: Hooks | None = None,
+    clock: Callable[[], datetime] = datetime.now,
     **options: object,
 ) -> Report:
     """Mirror once and return the report; no scheduling, no console output.
@@ -238,11 +245,12 @@ def mirror(
     like any other; without it no log file is written (the report, and the
     ``synchro`` logger of :mod:`logging`, carry everything). Raises
     :class:`ConfigError` for invalid options; a bad pair is a report with
-    exit code 2, as on the command line.
+    exit code 2, as on the command line. ``clock`` dates the log lines and
+    names the run's version folder (with ``versions=``).
     """
     opts = make_options(**options)
-    log = DailyLog(logpath, console)
+    log = DailyLog(logpath, console, clock)
     try:
-        return run_cycle(source, replica, opts, log, verbose=verbose, hooks=hooks)
+        return run_cycle(source, replica, opts, log, verbose=verbose, hooks=hooks, clock=clock)
     finally:
         log.close()

@@ -1,7 +1,8 @@
 """The ``synchro`` command: translate arguments into a :class:`Synchro` run.
 
 ``synchro SOURCE REPLICA [INTERVAL [LOGPATH]] [options]``: ongoing every
-INTERVAL hours until Ctrl+C (or ``--max`` cycles); ``--once`` runs one cycle.
+INTERVAL hours until Ctrl+C (or ``--max`` cycles); ``--once`` runs one cycle;
+``--verify`` compares the replica with the source and changes nothing.
 Exit codes are :class:`synchro.errors.ExitCode` (documented in the README).
 """
 
@@ -14,7 +15,7 @@ from typing import NoReturn
 
 from . import __version__
 from .api import Synchro
-from .errors import ConfigError, ExitCode, Terminated
+from .errors import ConfigError, ExitCode, SynchroError, Terminated
 from .progress import wanted
 from .signals import sigterm_as_interrupt
 
@@ -26,7 +27,8 @@ Ctrl+C. Every run is logged to LOGPATH/LOGS/LOG-YYYY-MM-DD.txt."""
 EPILOG = """\
 exit codes: 0 success, 1 some entries failed, 2 usage or configuration error,
 3 refused by the deletion guard, 4 replica locked by another run,
-130 interrupted (Ctrl+C), 143 terminated (SIGTERM)"""
+130 interrupted (Ctrl+C), 143 terminated (SIGTERM);
+with --verify: 0 the replica is exact, 1 it differs (each difference listed)"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,6 +93,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="treat times this close as equal (2 for FAT drives; default 0: exact)",
     )
     parser.add_argument("--create-replica", action="store_true", help="create REPLICA if it does not exist")
+    parser.add_argument(
+        "--versions",
+        metavar="PATH",
+        default=None,
+        help="before overwriting or deleting a replica entry, move it to PATH/YYYY-MM-DD_HHMMSS/ "
+        "(a folder outside SOURCE and REPLICA)",
+    )
+    parser.add_argument(
+        "--keep-versions",
+        metavar="30d|10|30d,10",
+        default=None,
+        help="prune version folders older than 30 days and/or beyond the 10 newest "
+        "(a folder is kept while either rule keeps it; default: keep all)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare REPLICA with SOURCE byte for byte, list every difference, change nothing",
+    )
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-v", "--verbose", action="store_true", help="also list untouched entries")
     noise.add_argument("-q", "--quiet", action="store_true", help="print nothing (the log is still written)")
@@ -99,11 +120,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.keep_versions is not None and args.versions is None:
+        parser.error("--keep-versions needs --versions PATH (where the versions are kept)")
     # SIGTERM (systemd, kill) stops the run like Ctrl+C: temporaries removed,
     # the log says interrupted, the lock released.
     with sigterm_as_interrupt():
-        return _run(args)
+        return _verify(args) if args.verify else _run(args)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .options import make_options
+    from .verify import run_verify  # only a verification needs it
+
+    try:
+        options = make_options(
+            exclude=args.exclude, delete_excluded=args.delete_excluded, modify_window=args.modify_window
+        )
+        report = run_verify(
+            args.source,
+            args.replica,
+            options,
+            logpath=args.logpath,
+            console=None if args.quiet else sys.stdout,
+            progress=wanted(sys.stdout, args.quiet),
+        )
+    except SynchroError as error:
+        print(f"synchro: error: {error}", file=sys.stderr)
+        return int(error.exit_code)
+    except Terminated:
+        print("synchro: terminated", file=sys.stderr)
+        return ExitCode.TERMINATED
+    except KeyboardInterrupt:
+        print("synchro: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    return int(report.exit_code)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -129,6 +181,8 @@ def _run(args: argparse.Namespace) -> int:
                 max_delete=args.max_delete,
                 modify_window=args.modify_window,
                 create_replica=args.create_replica,
+                versions=args.versions,
+                keep_versions=args.keep_versions,
             )
         except ConfigError as error:
             print(f"synchro: error: {error}", file=sys.stderr)

@@ -13,6 +13,8 @@ Example::
         *.tmp
         .cache/
     max_delete = 50%
+    versions = /mnt/backup/VERSIONS/photos
+    keep_versions = 30d,10
 
 Each section but ``[DEFAULT]`` is a pair named after it; ``[DEFAULT]`` gives
 values to every pair. Values go through the same parsers as the command's
@@ -46,7 +48,18 @@ DEFAULT_LOGPATH = "."
 DEFAULT_INTERVAL_HOURS = 24.0
 
 PATH_KEYS = ("source", "replica", "logpath")
-OPTION_KEYS = ("exclude", "checksum", "max_delete", "modify_window", "delete_excluded", "create_replica")
+OPTION_KEYS = (
+    "exclude",
+    "checksum",
+    "max_delete",
+    "modify_window",
+    "delete_excluded",
+    "create_replica",
+    "versions",
+    "keep_versions",
+)
+# Options that name a folder: expanded and taken relative to the INI file like the PATH_KEYS.
+OPTION_PATH_KEYS = ("versions",)
 KEYS = (*PATH_KEYS, "interval", *OPTION_KEYS)
 
 # $NAME or ${NAME} that os.path.expandvars left alone: the variable is not set.
@@ -142,7 +155,11 @@ def parse_config(
     for name in names:
         own = dict(parser[name])
         _check_keys(origin, name, own)
-        pairs.append(_make_pair(origin, name, {**defaults, **own}, folder, environ))
+        pairs.append(
+            _make_pair(
+                origin, name, {**defaults, **own}, folder, environ, own_keep_versions="keep_versions" in own
+            )
+        )
     config = Config(origin, tuple(pairs))
     check_overlaps(config)
     return config
@@ -190,19 +207,33 @@ def _parse_values(
     for key in OPTION_KEYS:
         if key not in values:
             continue
+        value: object = values[key]
+        if key in OPTION_PATH_KEYS:
+            value = _path(where, key, values[key], folder, environ) if values[key].strip() else None
         try:
             # One key at a time, so the error is about this key.
-            make_options(**{key: values[key]})
+            make_options(**{key: value})
         except ConfigError as error:
             raise ConfigError(f"{where} {error}") from None
-        options[key] = values[key]
+        options[key] = value
     return paths, interval, make_options(**options)
 
 
 def _make_pair(
-    origin: str, name: str, values: Mapping[str, str], folder: str, environ: Mapping[str, str]
+    origin: str,
+    name: str,
+    values: Mapping[str, str],
+    folder: str,
+    environ: Mapping[str, str],
+    *,
+    own_keep_versions: bool = False,
 ) -> PairConfig:
     paths, interval, options = _parse_values(origin, name, values, folder, environ, pair=True)
+    if own_keep_versions and options.versions is None:
+        # A retention with nowhere to keep versions would silently keep nothing.
+        raise ConfigError(
+            f"{origin}: [{name}] keep_versions: the pair has no versions folder; add versions = PATH"
+        )
     logpath = paths.get("logpath") or _path(origin, "logpath", DEFAULT_LOGPATH, folder, environ)
     return PairConfig(name, paths["source"], paths["replica"], logpath, interval, options)
 
@@ -261,7 +292,30 @@ def check_overlaps(config: Config) -> None:
                     f"{config.path}: the replica of [{first.name}] ({first.replica}) overlaps the source "
                     f"of [{second.name}] ({second.source}); a mirror would overwrite that pair's originals"
                 )
+    for i, (first, _, _) in enumerate(resolved):
+        if first.options.versions is None:
+            continue
+        kept = resolve(first.options.versions)
+        for j, (second, second_src, second_rep) in enumerate(resolved):
+            if i == j:
+                continue
+            for role, folder in (("replica", second_rep), ("source", second_src)):
+                if _overlap(kept, folder):
+                    raise ConfigError(
+                        f"{config.path}: the versions folder of [{first.name}] ({first.options.versions}) "
+                        f"overlaps the {role} of [{second.name}]; keep versions outside every pair's folders"
+                    )
+            other = second.options.versions
+            if j > i and other is not None and _overlap(kept, resolve(other)):
+                raise ConfigError(
+                    f"{config.path}: pairs [{first.name}] and [{second.name}] share the versions folder "
+                    f"{first.options.versions}; give each pair its own (such as VERSIONS/{first.name})"
+                )
 
 
 def _within(child: str, parent: str) -> bool:
     return child != parent and os.path.commonpath([child, parent]) == parent
+
+
+def _overlap(first: str, second: str) -> bool:
+    return first == second or _within(first, second) or _within(second, first)

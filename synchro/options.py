@@ -7,8 +7,11 @@ so a value means the same thing wherever it is written.
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from .errors import ConfigError
 from .exclude import Excluder
@@ -76,6 +79,79 @@ def parse_max_delete(value: object) -> DeleteLimit:
         ) from None
 
 
+@dataclass(frozen=True)
+class KeepVersions:
+    """Which run folders of the versions folder survive pruning.
+
+    A run folder is kept while *any* rule keeps it (as ``restic forget
+    --keep-within 30d --keep-last 10``): it is younger than ``days``, or one
+    of the ``count`` newest. A backup errs on keeping: "30d,10" still keeps
+    ten versions after a month without runs. No rule: every version is kept.
+    """
+
+    days: int | None = None
+    count: int | None = None
+
+    @property
+    def forever(self) -> bool:
+        return self.days is None and self.count is None
+
+    @property
+    def max_age(self) -> timedelta | None:
+        return None if self.days is None else timedelta(days=self.days)
+
+    def __str__(self) -> str:
+        parts = ([f"{self.days}d"] if self.days is not None else []) + (
+            [str(self.count)] if self.count is not None else []
+        )
+        return ",".join(parts) or "all"
+
+
+_KEEP_PART = re.compile(r"(\d+)(d?)")
+
+
+def parse_keep_versions(value: object) -> KeepVersions:
+    """``30d`` (days), ``10`` (run folders) or both, ``30d,10``; empty: keep every version."""
+    if isinstance(value, KeepVersions):
+        return value
+    problem = (
+        f"keep_versions: expected an age in days (30d), a number of runs (10) or both (30d,10), got {value!r}"
+    )
+    if isinstance(value, bool):
+        raise ConfigError(problem)
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ConfigError(problem)
+    days: int | None = None
+    count: int | None = None
+    for part in filter(None, (item.strip().lower() for item in value.split(","))):
+        match = _KEEP_PART.fullmatch(part)
+        if match is None:
+            raise ConfigError(problem)
+        number = int(match[1])
+        if number < 1:
+            raise ConfigError(f"keep_versions: {part!r} would keep nothing; give 1 or more")
+        if match[2]:
+            if days is not None:
+                raise ConfigError(problem)
+            days = number
+        else:
+            if count is not None:
+                raise ConfigError(problem)
+            count = number
+    return KeepVersions(days, count)
+
+
+def parse_path(name: str, value: object) -> str | None:
+    """A folder option given as text or a path object; empty means none."""
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if isinstance(text, str):
+            return text if text.strip() else None
+    raise ConfigError(f"{name}: expected a folder path, got {value!r}")
+
+
 def parse_seconds(name: str, value: object) -> float:
     if isinstance(value, bool):
         raise ConfigError(f"{name}: expected a number of seconds, got {value!r}")
@@ -129,6 +205,10 @@ class MirrorOptions:
     max_delete: DeleteLimit = field(default_factory=DeleteLimit)
     modify_window: float = 0.0
     create_replica: bool = False
+    # Where replaced and deleted replica entries are kept (None: nowhere),
+    # and for how long (see synchro.versions).
+    versions: str | None = None
+    keep_versions: KeepVersions = field(default_factory=KeepVersions)
 
     @property
     def modify_window_ns(self) -> int:
@@ -157,6 +237,10 @@ def make_options(**options: object) -> MirrorOptions:
             values[name] = parse_max_delete(value)
         elif name == "modify_window":
             values[name] = parse_seconds(name, value)
+        elif name == "versions":
+            values[name] = parse_path(name, value)
+        elif name == "keep_versions":
+            values[name] = parse_keep_versions(value)
     return MirrorOptions(**values)  # type: ignore[arg-type]
 
 

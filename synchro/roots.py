@@ -24,6 +24,8 @@ class Roots:
     # The log folder's path relative to the source when the log lives inside
     # the source: it is left out of the mirror (it changes during the run).
     logs_in_source: str | None = None
+    # The resolved versions folder, when old versions are kept.
+    versions: str | None = None
 
 
 def _show(path: str | os.PathLike[str]) -> str:
@@ -44,6 +46,7 @@ def check_roots(
     logs: str | os.PathLike[str] | None,
     *,
     create_replica: bool = False,
+    versions: str | os.PathLike[str] | None = None,
 ) -> Roots:
     """Resolve and check a pair; raise ConfigError on anything unsafe."""
     if not os.fspath(source) or not os.fspath(replica):
@@ -77,9 +80,43 @@ def check_roots(
             raise ConfigError(f"the log folder is the source folder: {_show(src)}")
         if _inside(log_folder, src):
             logs_in_source = Path(os.path.relpath(log_folder, src)).as_posix()
+    kept = check_versions(versions, src, rep) if versions is not None else None
     if not replica_exists and not create_replica:
         raise ConfigError(
             f"replica folder does not exist: {_show(replica)} "
             "(is the backup drive mounted? create_replica / --create-replica creates it)"
         )
-    return Roots(src, rep, replica_exists, logs_in_source)
+    return Roots(src, rep, replica_exists, logs_in_source, kept)
+
+
+def check_versions(versions: str | os.PathLike[str], source: str, replica: str) -> str:
+    """Resolve the versions folder of a pair (resolved ``source`` and ``replica``); refuse overlaps.
+
+    Inside the replica, the mirror would delete the kept versions (or copy
+    them into themselves); inside the source, they would be backed up as
+    data; a versions folder holding either would see its pruning delete them.
+    """
+    if not os.fspath(versions):
+        raise ConfigError("versions: the folder path is empty")
+    kept = resolve(versions)
+    shown = _show(versions)
+    for role, root in (("replica", replica), ("source", source)):
+        if kept == root:
+            raise ConfigError(f"versions folder {shown} is the {role} folder; give a folder outside both")
+        if _inside(kept, root):
+            raise ConfigError(
+                f"versions folder {shown} is inside the {role} {_show(root)}; give a folder outside both"
+            )
+        if _inside(root, kept):
+            raise ConfigError(
+                f"versions folder {shown} contains the {role} {_show(root)}; give a folder outside both"
+            )
+    if os.path.lexists(kept) and not os.path.isdir(kept):
+        raise ConfigError(f"versions folder {shown} is not a folder")
+    if not os.path.lexists(kept) and not os.path.isdir(os.path.dirname(kept)):
+        # The first run creates the versions folder, but not its parents:
+        # a drive that is not mounted must not be filled on the root disk.
+        raise ConfigError(
+            f"versions folder {shown} does not exist, nor its parent folder (is the drive mounted?)"
+        )
+    return kept

@@ -11,6 +11,9 @@ drive mounted after ``inv watch`` started is picked up at its next cycle.
 - :func:`watch`: every given pair at its own interval (:func:`synchro.loop.run_jobs`).
 - :func:`check`: whether each pair could run, without running it.
 - :func:`status_rows`: what ``inv status`` shows.
+- :func:`verify`, :func:`restore`, :func:`versions_table`: ``inv verify``,
+  ``inv restore`` and ``inv versions`` (the work is in :mod:`synchro.verify`,
+  :mod:`synchro.restore` and :mod:`synchro.versions`).
 
 Ctrl+C (and SIGTERM, when the caller turns it into
 :class:`~synchro.errors.Terminated`) propagates after the logs say so.
@@ -34,8 +37,12 @@ from .log import escape, log_dir
 from .loop import Job, Sleep, run_jobs
 from .options import MIN_INTERVAL_HOURS, MirrorOptions, parse_interval, parse_max_cycles
 from .report import Report
+from .restore import RestoreReport
+from .restore import restore as restore_into
 from .roots import check_roots
-from .status import PairRecord, PairStatus, pair_status, read_status, result_line
+from .status import PairRecord, PairStatus, human_bytes, pair_status, read_status, result_line
+from .verify import VerifyReport, run_verify
+from .versions import clean_path, format_versions, list_versions
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,7 @@ def check(config: Config) -> list[PairCheck]:
                 pair.replica,
                 log_dir(pair.logpath),
                 create_replica=pair.options.create_replica,
+                versions=pair.options.versions,
             )
         except ConfigError as error:
             checks.append(PairCheck(pair, problem=str(error)))
@@ -275,6 +283,8 @@ def describe(item: PairCheck) -> str:
     settings += [name for name in ("checksum", "delete_excluded", "create_replica") if getattr(options, name)]
     if options.modify_window:
         settings.append(f"modify_window={options.modify_window:g}")
+    if options.versions:
+        settings.append(f"versions={escape(options.versions)} keep_versions={options.keep_versions}")
     verdict = f"error: {item.problem}" if item.problem else "ok" + (f" ({item.note})" if item.note else "")
     return "\n".join(
         [
@@ -298,3 +308,64 @@ def status_rows(config: Config, now: datetime) -> list[PairStatus]:
             by_folder[folder] = read_status(folder)
         rows.append(pair_status(pair.name, pair.interval, by_folder[folder].get(pair.name), now))
     return rows
+
+
+# --- verify, restore, versions ------------------------------------------------------------------
+
+
+def verify(pair: PairConfig, *, console: TextIO | None, progress: bool = False) -> VerifyReport:
+    """Compare the pair's replica with its source, byte for byte (``inv verify``)."""
+    return run_verify(
+        pair.source, pair.replica, pair.options, logpath=pair.logpath, console=console, progress=progress
+    )
+
+
+def restore(
+    pair: PairConfig,
+    *,
+    to: str,
+    path: str = "",
+    at: str = "",
+    force: bool = False,
+    verbose: bool = False,
+    console: TextIO | None = None,
+) -> RestoreReport:
+    """Restore the pair, or ``path`` of it, as of ``at`` if given, into folder ``to`` (``inv restore``).
+
+    ``console`` gets the ``FAILED`` lines, the ``RESTORED`` line of each
+    entry when ``verbose``, and the summary.
+    """
+    if not to.strip():
+        raise ConfigError("give --to FOLDER: where to restore (the source itself also needs --force)")
+    out = console if console is not None else sys.stdout
+
+    def emit(line: str) -> None:
+        if verbose or not line.startswith("RESTORED "):
+            print(line, file=out)
+
+    report = restore_into(
+        pair.replica,
+        os.path.expanduser(to),
+        path=path,
+        at=at.strip() or None,
+        versions=pair.options.versions,
+        source=pair.source,
+        force=force,
+        emit=emit,
+    )
+    print(report.summary(), file=out)
+    return report
+
+
+def versions_table(pair: PairConfig, path: str = "") -> str:
+    """The kept versions of the pair, or of ``path``, oldest first (``inv versions``)."""
+    if not pair.options.versions:
+        raise ConfigError(
+            f"pair {pair.name!r} keeps no versions; give it a versions folder (versions = PATH)"
+        )
+    rel = clean_path(path)
+    rows = list_versions(pair.options.versions, rel)
+    if not rows:
+        what = escape(rel) if rel else f"pair {pair.name!r}"
+        return f"no kept versions of {what} in {escape(pair.options.versions)}"
+    return format_versions(rows, human_bytes)

@@ -1,0 +1,256 @@
+"""Restore (README: "Versions, verify and restore"): the replica, or the state as of a run, into a folder.
+
+The runs that make the versions go through :func:`synchro.mirror` with an
+injected clock; the restores through ``inv restore`` in a subprocess (the
+face users have), and through :func:`synchro.runner.restore`, the library
+under it, where only the outcome on disk matters.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from test_tasks import Inv, one_line_error
+from treeutil import BASE_NS, Link, assert_mirror, build, diff, snapshot, write
+
+import synchro
+from synchro import ConfigError, runner
+from synchro.config import load_config
+from synchro.lock import ReplicaLock
+
+T1 = datetime(2026, 3, 1, 3, 0, 0)
+T2 = T1 + timedelta(days=1)
+T3 = T1 + timedelta(days=2)
+
+
+def name(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d_%H%M%S}"
+
+
+class Backups:
+    """A pair ``docs`` in ``tmp_path``: its INI file, runs with a chosen clock, and ``inv``."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.root = tmp_path
+        self.src = tmp_path / "docs"
+        self.rep = tmp_path / "backup" / "docs"
+        self.versions = tmp_path / "backup" / "VERSIONS"
+        self.src.mkdir()
+        self.rep.mkdir(parents=True)
+        self.ini = tmp_path / "backups.ini"
+        self.ini.write_text(
+            "[docs]\nsource = docs\nreplica = backup/docs\nversions = backup/VERSIONS\n", encoding="utf-8"
+        )
+        self.inv = Inv(tmp_path)
+
+    def run(self, moment: datetime) -> synchro.Report:
+        report = synchro.mirror(self.src, self.rep, versions=self.versions, clock=lambda: moment)
+        assert report.ok, report.failed
+        return report
+
+    def restore(self, to: Path | str, **flags: object) -> runner.RestoreReport:
+        """The library under ``inv restore``, in process."""
+        pair = load_config(self.ini).pair("docs")
+        return runner.restore(pair, to=str(to), console=io.StringIO(), **flags)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def backups(tmp_path: Path) -> Backups:
+    """Three runs: T1 makes the replica, T2 and T3 change, delete and retype entries."""
+    b = Backups(tmp_path)
+    build(
+        b.src,
+        {
+            "notes.txt": "notes, first words",
+            "keep.txt": "never changes",
+            "projects": {"plan.md": "plan v1", "old": {"draft.txt": "a draft", "empty": {}}},
+            "link": Link("notes.txt"),
+            "flip": "a file that becomes a folder",
+        },
+        mtime_ns=BASE_NS,
+    )
+    os.chmod(b.src / "projects" / "old", 0o750)
+    b.run(T1)
+    b.first = snapshot(b.rep)  # type: ignore[attr-defined]
+    write(b.src / "notes.txt", "notes, second words", BASE_NS + 1)
+    write(b.src / "projects" / "plan.md", "plan v2, longer", BASE_NS + 1)
+    b.run(T2)
+    b.second = snapshot(b.rep)  # type: ignore[attr-defined]
+    write(b.src / "notes.txt", "notes, third", BASE_NS + 2)
+    shutil.rmtree(b.src / "projects" / "old")
+    os.unlink(b.src / "link")
+    os.symlink("keep.txt", b.src / "link")
+    os.unlink(b.src / "flip")
+    build(b.src, {"flip": {"inside": "now a folder"}})
+    b.run(T3)
+    return b
+
+
+def test_inv_restore_one_file_as_of_each_earlier_run(backups: Backups) -> None:
+    inv = backups.inv
+    results = {
+        moment: inv(
+            "restore", "--pair", "docs", "--path", "notes.txt", "--at", name(moment), "--to", f"out-{index}"
+        )
+        for index, moment in enumerate((T2, T3))
+    }
+    latest = inv("restore", "--pair", "docs", "--path", "notes.txt", "--to", "out-now")
+
+    for index, (moment, result) in enumerate(results.items()):
+        size = len(("notes, first words", "notes, second words")[index])
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == (
+            f"RESTORED notes.txt as of {name(moment)} into {backups.root / f'out-{index}'}: "
+            f"1 entry, 1 file, {size} bytes (exit 0)\n"
+        )
+    assert (backups.root / "out-0" / "notes.txt").read_text() == "notes, first words"
+    assert (backups.root / "out-1" / "notes.txt").read_text() == "notes, second words"
+    assert (backups.root / "out-now" / "notes.txt").read_text() == "notes, third"
+    # Only that file, with its own time and mode.
+    assert sorted(os.listdir(backups.root / "out-0")) == ["notes.txt"]
+    assert snapshot(backups.root / "out-0")[b"notes.txt"] == backups.first[b"notes.txt"]  # type: ignore[attr-defined]
+    assert latest.returncode == 0
+
+
+def test_restore_of_the_whole_pair_is_an_exact_copy_of_the_replica(backups: Backups) -> None:
+    result = backups.inv("restore", "--pair", "docs", "--to", "whole", "-v")
+
+    assert result.returncode == 0, result.stderr
+    assert_mirror(backups.rep, backups.root / "whole")
+    lines = result.stdout.splitlines()
+    assert "RESTORED flip/inside" in lines and "RESTORED link" in lines
+    assert lines[-1].startswith(f"RESTORED the whole pair from the replica into {backups.root / 'whole'}: ")
+
+
+@pytest.mark.parametrize(("moment", "state"), [(T2, "first"), (T3, "second")])
+def test_restore_of_the_whole_pair_as_of_a_run(backups: Backups, moment: datetime, state: str) -> None:
+    target = backups.root / "then"
+
+    report = backups.restore(target, at=name(moment))
+
+    assert report.exit_code == 0
+    expected = getattr(backups, state)
+    # The root's own time is the replica's now; everything below is as it was.
+    assert diff(expected, snapshot(target), ignore=["."]) == []
+
+
+def test_a_sub_folder_as_of_a_run_keeps_its_path(backups: Backups) -> None:
+    target = backups.root / "sub"
+
+    report = backups.restore(target, path="projects/old", at=name(T3))
+
+    assert (report.entries, report.files) == (3, 1)
+    got = snapshot(target)
+    assert sorted(got) == [
+        b".",
+        b"projects",
+        b"projects/old",
+        b"projects/old/draft.txt",
+        b"projects/old/empty",
+    ]
+    for path in (b"projects/old", b"projects/old/draft.txt", b"projects/old/empty"):
+        assert got[path] == backups.first[path], path  # type: ignore[attr-defined]
+
+
+def test_restore_refuses_the_source_without_force(backups: Backups) -> None:
+    before = snapshot(backups.src)
+
+    refused = backups.inv("restore", "--pair", "docs", "--at", name(T3), "--to", "docs")
+    inside = backups.inv("restore", "--pair", "docs", "--to", "docs/restored")
+    forced = backups.inv(
+        "restore", "--pair", "docs", "--path", "notes.txt", "--at", name(T2), "--to", "docs", "--force"
+    )
+
+    assert one_line_error(refused) == (
+        f"synchro: error: --to {backups.src} is the source folder: restoring there replaces your files; "
+        "add --force if that is what you want"
+    )
+    assert "is inside the source" in one_line_error(inside)
+    assert forced.returncode == 0, forced.stderr
+    after = snapshot(backups.src)
+    assert after[b"notes.txt"] == backups.first[b"notes.txt"]  # type: ignore[attr-defined]
+    del before[b"notes.txt"], after[b"notes.txt"]
+    assert diff(before, after, ignore=["."]) == []  # nothing else touched
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--to", "backup/docs/x"], "is inside the replica"),
+        (["--to", "backup"], "contains the replica"),
+        (["--to", "backup/VERSIONS/r"], "is inside the versions folder"),
+        (["--at", "yesterday", "--to", "r"], "--at: expected YYYY-MM-DD_HHMMSS"),
+        (["--path", "../etc/passwd", "--to", "r"], "--path: '..' is not allowed"),
+        (["--path", "/etc", "--to", "r"], "--path: give a path relative to the pair"),
+        (["--path", "nothing.txt", "--to", "r"], "--path nothing.txt: not found in the replica"),
+        ([], "give --to FOLDER"),
+    ],
+)
+def test_restore_refusals_are_one_line_and_write_nothing(
+    backups: Backups, args: list[str], message: str
+) -> None:
+    before = snapshot(backups.root, content=False)
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as caught:
+        flags = dict(zip(args[::2], args[1::2], strict=True))
+        to = flags.pop("--to", "")
+        backups.restore(
+            backups.root / to if to else "", **{key.lstrip("-"): value for key, value in flags.items()}
+        )
+
+    assert "\n" not in str(caught.value)
+    assert snapshot(backups.root, content=False) == before
+
+
+def test_restore_never_replaces_existing_entries_without_force(backups: Backups) -> None:
+    target = backups.root / "busy"
+    target.mkdir()
+    build(target, {"notes.txt": "mine, not the backup's", "projects": {"other.txt": "mine too"}})
+
+    refused = backups.inv("restore", "--pair", "docs", "--to", "busy")
+    forced = backups.restore(target, force=True)
+
+    assert one_line_error(refused) == (
+        f"synchro: error: --to {target}: 1 entry would be replaced (first: notes.txt); "
+        "restore into a new or empty folder, or add --force"
+    )
+    assert forced.exit_code == 0
+    assert (target / "notes.txt").read_text() == "notes, third"
+    assert (target / "projects" / "other.txt").read_text() == "mine too"  # restore never deletes
+
+
+def test_restore_works_when_the_source_is_gone(backups: Backups) -> None:
+    shutil.rmtree(backups.src)  # the disk died: the reason to restore
+
+    report = backups.restore(backups.root / "docs", force=True)  # back where it was: the source
+
+    assert report.exit_code == 0
+    assert_mirror(backups.rep, backups.src)
+
+
+def test_restore_as_of_a_run_needs_versions(tmp_path: Path) -> None:
+    b = Backups(tmp_path)
+    b.ini.write_text("[docs]\nsource = docs\nreplica = backup/docs\n", encoding="utf-8")
+
+    result = b.inv("restore", "--pair", "docs", "--at", name(T1), "--to", "r")
+    listing = b.inv("versions", "--pair", "docs")
+
+    assert one_line_error(result) == (
+        "synchro: error: --at: this pair keeps no versions (give it a versions folder: versions = PATH)"
+    )
+    assert one_line_error(listing) == (
+        "synchro: error: pair 'docs' keeps no versions; give it a versions folder (versions = PATH)"
+    )
+
+
+def test_a_restore_waits_for_no_run_it_is_refused(backups: Backups) -> None:
+    with ReplicaLock(str(backups.rep)):
+        result = backups.inv("restore", "--pair", "docs", "--to", "r")
+
+    assert one_line_error(result, code=4).endswith("is locked by another synchro run; try again later")
+    assert not (backups.root / "r").exists()
