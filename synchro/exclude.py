@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import pathspec
 
 
 class Excluder:
@@ -21,8 +23,14 @@ class Excluder:
 
     def __init__(self, patterns: Iterable[str], fixed: Iterable[str] = ()) -> None:
         self.patterns = tuple(patterns)
+        self._spec: pathspec.GitIgnoreSpec | None = None
         try:
-            self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns) if self.patterns else None
+            if self.patterns:
+                # Imported here: pathspec takes longer to import than a
+                # no-change run of a small tree takes to scan.
+                import pathspec
+
+                self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
         # pathspec reports bad patterns this way; a bad character range such
         # as "[z-a]" only fails when the regular expression is compiled.
         except (ValueError, TypeError, re.error) as error:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Callable
 
@@ -41,7 +40,8 @@ class SourceVanished(Exception):
 
 
 def temp_name() -> str:
-    return f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+    # Unique enough: O_EXCL refuses a clash, and the lock keeps other runs out.
+    return f"{TEMP_PREFIX}{os.urandom(6).hex()}"
 
 
 def default_opener(name: str, dir_fd: int) -> int:

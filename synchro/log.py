@@ -20,16 +20,18 @@ run goes on (lines wait in memory, up to :data:`MAX_PENDING`, for the file).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from filelock import FileLock
+
+if TYPE_CHECKING:
+    import logging
 
 LOGS_DIR = "LOGS"
 FLUSH_LINES = 512
@@ -41,7 +43,15 @@ MAX_PENDING = 10_000
 
 Clock = Callable[[], datetime]
 
-_logger = logging.getLogger("synchro")
+
+def _app_logger() -> logging.Logger | None:
+    """The ``synchro`` logger of :mod:`logging`, if the application uses logging.
+
+    An application that never imported :mod:`logging` cannot have configured
+    a handler, so the import (a noticeable share of a small run) is skipped.
+    """
+    module = sys.modules.get("logging")
+    return module.getLogger("synchro") if module is not None else None
 
 
 def escape(text: str) -> str:
@@ -102,6 +112,11 @@ class DailyLog:
         self._lock: FileLock | None = None
         self._failing = False  # the last batch could not be written (warned once)
         self._dropped = 0  # lines lost while the file could not be written
+        # The time stamp of the last line, reused within the same second: a
+        # run that copies thousands of files would otherwise spend a good part
+        # of its time formatting dates.
+        self._second: datetime | None = None
+        self._stamp = ("", "")  # (date, date and time)
 
     def _ensure_folder(self) -> Path:
         assert self.folder is not None
@@ -118,17 +133,22 @@ class DailyLog:
         ``console=False`` keeps the line off the console, for errors that the
         caller reports there itself.
         """
-        now = self._clock()
-        line = f"{now:%Y-%m-%d %H:%M:%S} {text}"
+        now = self._clock().replace(microsecond=0)
+        if now != self._second:
+            self._second = now
+            self._stamp = (f"{now:%Y-%m-%d}", f"{now:%Y-%m-%d %H:%M:%S}")
+        date, stamp = self._stamp
+        line = f"{stamp} {text}"
         # Queued for the file before it is shown: a Ctrl+C that lands between
         # the two must not leave a line on the console (an unbuffered one
         # shows it at once) that the file never gets.
         if self.folder is not None:
-            self._pending.append((f"{now:%Y-%m-%d}", line))
+            self._pending.append((date, line))
         if console and self.console is not None:
             self._show(line + "\n")
-        if _logger.isEnabledFor(logging.INFO):
-            _logger.info(text)
+        logger = _app_logger()
+        if logger is not None and logger.isEnabledFor(20):  # logging.INFO
+            logger.info(text)
         if self.folder is None:
             return
         # While the file cannot be written, retry by time only, not at every line.
