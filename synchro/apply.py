@@ -13,7 +13,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .fds import DirStack
 from .filecopy import (
@@ -32,6 +32,9 @@ from .plan import Action, Op
 from .report import Report
 from .scan import Kind, describe, kind_of
 from .walk import GONE
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 Emit = Callable[[str], None]
 
@@ -87,12 +90,132 @@ def display(action: Action) -> str:
 
 def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
     progress = ctx.progress
-    for action in actions:
-        if progress is not None:
-            progress.advance(1, action.src.size if action.op is Op.COPY and action.src else 0)
-        if ctx.before_action is not None:
-            ctx.before_action(action)
-        _carry_out(action, ctx)
+    background = _Background(ctx) if _background_allowed(ctx) else None
+    try:
+        for action in actions:
+            if progress is not None:
+                progress.advance(1, action.src.size if action.op is Op.COPY and action.src else 0)
+            if ctx.before_action is not None:
+                ctx.before_action(action)
+            if background is not None:
+                if action.op is Op.COPY and background.takes(action):
+                    background.submit(action)
+                    continue
+                if action.op is Op.DIRMETA:
+                    # A folder's times and mode come after every copy into it.
+                    background.drain()
+            _carry_out(action, ctx)
+        if background is not None:
+            background.drain()
+    finally:
+        if background is not None:
+            background.close()
+
+
+# Files this large are copied by a small pool of threads: the kernel does
+# the copy (copy_file_range releases the GIL), so two cores copy two files at
+# once. Small files are not worth it: the hand-offs cost more than the copy.
+BACKGROUND_MIN_SIZE = 1 << 20
+BACKGROUND_THREADS = 4
+
+
+def _background_allowed(ctx: ApplyContext) -> bool:
+    # Test hooks and version keeping want each action done in order, in full.
+    return not (
+        ctx.dry_run or ctx.keeper is not None or ctx.before_action is not None or ctx.during_copy is not None
+    )
+
+
+class _Background:
+    """Large-file copies running beside the plan, reported in the main thread.
+
+    Each copy works on its own duplicates of the two folder descriptors, so
+    the main thread may move on to other folders. Outcomes are logged by the
+    main thread when a copy ends; one that fails with an OSError is done
+    again in the foreground, where the usual error handling (and the retry
+    for read-only folders) applies.
+    """
+
+    def __init__(self, ctx: ApplyContext) -> None:
+        self.ctx = ctx
+        self.pending: list[tuple[Action, Future[int]]] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    def takes(self, action: Action) -> bool:
+        return (
+            action.src is not None
+            and action.src.size >= BACKGROUND_MIN_SIZE
+            and not action.check_content
+            and not (self.ctx.unmade and action.dir in self.ctx.unmade)
+        )
+
+    def submit(self, action: Action) -> None:
+        if self._pool is None:
+            # Imported on the first large file: most runs never need it.
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefix="synchro-copy")
+        try:
+            src_dir = os.dup(self.ctx.src.fd(action.dir))
+        except OSError:
+            _carry_out(action, self.ctx)  # reported there
+            return
+        try:
+            rep_dir = os.dup(self.ctx.rep.fd(action.dir))
+        except OSError:
+            os.close(src_dir)
+            _carry_out(action, self.ctx)
+            return
+        self.pending.append((action, self._pool.submit(self._copy, action, src_dir, rep_dir)))
+        if len(self.pending) > 2 * BACKGROUND_THREADS:
+            self._finish_first()
+
+    def _copy(self, action: Action, src_dir: int, rep_dir: int) -> int:
+        try:
+            return copy_file(
+                src_dir, rep_dir, action.name, keep_owner=self.ctx.keep_owner, opener=self.ctx.opener
+            )
+        finally:
+            os.close(src_dir)
+            os.close(rep_dir)
+
+    def _finish(self, action: Action, future: Future[int]) -> None:
+        try:
+            copied = future.result()
+        except SourceVanished:
+            _vanished(self.ctx, action)
+        except SourceChanged as error:
+            _skipped(self.ctx, action, str(error))
+        except OSError:
+            _carry_out(action, self.ctx)
+        else:
+            self.ctx.report.bytes_copied += copied
+            _changed(self.ctx, action)
+
+    def _finish_first(self) -> None:
+        # Removed only once reported: an interruption while waiting for it
+        # leaves it to close(), which logs it if it completed.
+        self._finish(*self.pending[0])
+        self.pending.pop(0)
+
+    def drain(self) -> None:
+        while self.pending:
+            self._finish_first()
+
+    def close(self) -> None:
+        """Stop: copies not started are dropped, running ones end (installed or discarded).
+
+        On an interruption this waits for the running copies, so that no
+        thread still writes after the run has released its lock.
+        """
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        # After an interruption: log the copies that did complete.
+        for action, future in self.pending:
+            if not future.cancelled() and future.exception() is None:
+                self.ctx.report.bytes_copied += future.result()
+                _changed(self.ctx, action)
+        self.pending.clear()
 
 
 def _carry_out(action: Action, ctx: ApplyContext, *, retry: bool = True) -> None:
