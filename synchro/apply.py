@@ -13,7 +13,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from .fds import DirStack
 from .filecopy import (
@@ -29,12 +29,10 @@ from .filecopy import (
 )
 from .log import escape
 from .plan import Action, Op
+from .pool import CopyPool, Job
 from .report import Report
 from .scan import Kind, describe, kind_of
 from .walk import GONE
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
 
 Emit = Callable[[str], None]
 
@@ -138,8 +136,9 @@ class _Background:
 
     def __init__(self, ctx: ApplyContext) -> None:
         self.ctx = ctx
-        self.pending: list[tuple[Action, Future[int]]] = []
-        self._pool: ThreadPoolExecutor | None = None
+        self.jobs: list[Job[_Copy]] = []  # every job submitted, in order
+        self._next = 0  # jobs before this index are reported
+        self._pool: CopyPool[_Copy] | None = None
 
     def takes(self, action: Action) -> bool:
         return (
@@ -151,10 +150,7 @@ class _Background:
 
     def submit(self, action: Action) -> None:
         if self._pool is None:
-            # Imported on the first large file: most runs never need it.
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefix="synchro-copy")
+            self._pool = CopyPool(self._copy, BACKGROUND_THREADS, discard=_Copy.close)
         try:
             src_dir = os.dup(self.ctx.src.fd(action.dir))
         except OSError:
@@ -166,56 +162,77 @@ class _Background:
             os.close(src_dir)
             _carry_out(action, self.ctx)
             return
-        self.pending.append((action, self._pool.submit(self._copy, action, src_dir, rep_dir)))
-        if len(self.pending) > 2 * BACKGROUND_THREADS:
-            self._finish_first()
+        job = Job(_Copy(action, src_dir, rep_dir))
+        self.jobs.append(job)
+        self._pool.submit(job)
+        if len(self.jobs) - self._next > 2 * BACKGROUND_THREADS:
+            self._finish_next()
 
-    def _copy(self, action: Action, src_dir: int, rep_dir: int) -> int:
+    def _copy(self, copy: _Copy) -> int:
         try:
             return copy_file(
-                src_dir, rep_dir, action.name, keep_owner=self.ctx.keep_owner, opener=self.ctx.opener
+                copy.src_dir,
+                copy.rep_dir,
+                copy.action.name,
+                keep_owner=self.ctx.keep_owner,
+                opener=self.ctx.opener,
             )
         finally:
-            os.close(src_dir)
-            os.close(rep_dir)
+            copy.close()
 
-    def _finish(self, action: Action, future: Future[int]) -> None:
-        try:
-            copied = future.result()
-        except SourceVanished:
-            _vanished(self.ctx, action)
-        except SourceChanged as error:
-            _skipped(self.ctx, action, str(error))
-        except OSError:
-            _carry_out(action, self.ctx)
-        else:
-            self.ctx.report.bytes_copied += copied
+    def _finish_next(self) -> None:
+        job = self.jobs[self._next]
+        job.done.wait()  # an interruption here leaves the job to close()
+        self._next += 1
+        self._report(job, retry=True)
+
+    def _report(self, job: Job[_Copy], *, retry: bool) -> None:
+        action, error = job.item.action, job.error
+        if error is None:
+            self.ctx.report.bytes_copied += job.result
             _changed(self.ctx, action)
-
-    def _finish_first(self) -> None:
-        # Removed only once reported: an interruption while waiting for it
-        # leaves it to close(), which logs it if it completed.
-        self._finish(*self.pending[0])
-        self.pending.pop(0)
+        elif isinstance(error, SourceVanished):
+            _vanished(self.ctx, action)
+        elif isinstance(error, SourceChanged):
+            _skipped(self.ctx, action, str(error))
+        elif isinstance(error, OSError) and retry:
+            _carry_out(action, self.ctx)
+        elif isinstance(error, OSError):
+            _failed(self.ctx, action, describe(error))
+        else:
+            raise error
+        # Only now: an interruption before this line has close() log it
+        # (once more at worst, never not at all).
+        job.reported = True
 
     def drain(self) -> None:
-        while self.pending:
-            self._finish_first()
+        while self._next < len(self.jobs):
+            self._finish_next()
 
     def close(self) -> None:
         """Stop: copies not started are dropped, running ones end (installed or discarded).
 
-        On an interruption this waits for the running copies, so that no
-        thread still writes after the run has released its lock.
+        This waits for the running copies, so that no thread still writes
+        after the run has released its lock, then logs the copies that
+        completed but were not reported yet (after an interruption).
         """
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        # After an interruption: log the copies that did complete.
-        for action, future in self.pending:
-            if not future.cancelled() and future.exception() is None:
-                self.ctx.report.bytes_copied += future.result()
-                _changed(self.ctx, action)
-        self.pending.clear()
+        if self._pool is None:
+            return
+        self._pool.close()
+        for job in self.jobs:
+            if not job.reported and job.done.is_set() and job.error is None:
+                self._report(job, retry=False)
+
+
+@dataclass
+class _Copy:
+    action: Action
+    src_dir: int  # duplicates owned by the copy
+    rep_dir: int
+
+    def close(self) -> None:
+        os.close(self.src_dir)
+        os.close(self.rep_dir)
 
 
 def _carry_out(action: Action, ctx: ApplyContext, *, retry: bool = True) -> None:

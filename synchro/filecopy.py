@@ -48,11 +48,14 @@ def default_opener(name: str, dir_fd: int) -> int:
     return os.open(name, READ_FLAGS, dir_fd=dir_fd)
 
 
-def _copy_data(src: int, dst: int, on_chunk: OnChunk | None = None) -> int:
+def _copy_data(src: int, dst: int, on_chunk: OnChunk | None = None, size: int | None = None) -> int:
     """Copy until end of file with the kernel's fast paths; return bytes copied.
 
     With ``on_chunk`` the kernel calls move at most ``CHUNK`` bytes each and
-    ``on_chunk`` is told the total after each of them.
+    ``on_chunk`` is told the total after each of them. With ``size`` (the
+    size fstat gave) the copy stops once that much is copied, saving the
+    call that would find the end: a file that grew meanwhile is caught by
+    the caller's second fstat.
     """
     step = MAX_CALL if on_chunk is None else CHUNK
     total = 0
@@ -62,6 +65,8 @@ def _copy_data(src: int, dst: int, on_chunk: OnChunk | None = None) -> int:
             if sent == 0:
                 return total
             total += sent
+            if size is not None and total >= size and on_chunk is None:
+                return total
             if on_chunk is not None:
                 on_chunk(total)
     except OSError as error:
@@ -132,7 +137,7 @@ def copy_file(
         dst = os.open(tmp, WRITE_FLAGS, 0o600, dir_fd=rep_dir)
         try:
             try:
-                copied = _copy_data(src, dst, on_chunk)
+                copied = _copy_data(src, dst, on_chunk, before.st_size or None)
                 after = os.fstat(src)
                 if after.st_nlink == 0 < before.st_nlink:
                     # Deleted, or replaced by a rename (an editor's save), while

@@ -54,7 +54,7 @@ if args["mode"] == "after-files":
     hooks = Hooks(before_action=before_action)
 elif args["mode"] == "mid-copy":
     real_copy = synchro.filecopy._copy_data
-    def half_then_wait(src, dst, on_chunk=None):
+    def half_then_wait(src, dst, on_chunk=None, size=None):
         half = os.read(src, os.fstat(src).st_size // 2)
         os.write(dst, half)
         wait_for_parent()

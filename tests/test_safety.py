@@ -351,10 +351,10 @@ def test_a_file_changed_while_copying_is_not_installed(
 
     real_copy = synchro.filecopy._copy_data
 
-    def copy_then_change(src: int, dst: int, on_chunk: OnChunk | None = None) -> int:
+    def copy_then_change(src: int, dst: int, on_chunk: OnChunk | None = None, size: int | None = None) -> int:
         # The bytes are in the temporary; now the source changes under us,
         # before the copy is checked against it.
-        copied = real_copy(src, dst, on_chunk)
+        copied = real_copy(src, dst, on_chunk, size)
         if opened[-1] == "doc":
             change(pair.src / "doc")
         return copied
