@@ -126,8 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--keep-versions needs --versions PATH (where the versions are kept)")
     # SIGTERM (systemd, kill) stops the run like Ctrl+C: temporaries removed,
     # the log says interrupted, the lock released.
-    with sigterm_as_interrupt():
-        return _verify(args) if args.verify else _run(args)
+    try:
+        with sigterm_as_interrupt():
+            return _verify(args) if args.verify else _run(args)
+    except Terminated:
+        print("synchro: terminated", file=sys.stderr)
+        return ExitCode.TERMINATED
+    except KeyboardInterrupt:
+        print("synchro: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -149,12 +156,6 @@ def _verify(args: argparse.Namespace) -> int:
     except SynchroError as error:
         print(f"synchro: error: {error}", file=sys.stderr)
         return int(error.exit_code)
-    except Terminated:
-        print("synchro: terminated", file=sys.stderr)
-        return ExitCode.TERMINATED
-    except KeyboardInterrupt:
-        print("synchro: interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
     return int(report.exit_code)
 
 
@@ -191,12 +192,6 @@ def _run(args: argparse.Namespace) -> int:
         if report.exit_code == ExitCode.USAGE and args.quiet:
             print(f"synchro: error: {report.message}", file=sys.stderr)
         return int(report.exit_code)
-    except Terminated:
-        print("synchro: terminated", file=sys.stderr)
-        return ExitCode.TERMINATED
-    except KeyboardInterrupt:
-        print("synchro: interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
     finally:
         synchro.close_api()
 
