@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .fds import DirStack
 from .scan import Kind, Meta, list_folder, meta_of
@@ -87,26 +87,25 @@ def tree_size(stack: DirStack, rel: str) -> tuple[int, int]:
     return count, size
 
 
-def _unlink(dir_fd: int, name: str) -> None:
+def _remove(remove: Callable[..., None], dir_fd: int, name: str) -> None:
+    """``os.unlink`` or ``os.rmdir`` of ``name`` in ``dir_fd``; missing is fine."""
     try:
-        os.unlink(name, dir_fd=dir_fd)
+        remove(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except PermissionError:
         # A read-only folder (a kept version of a read-only source folder):
         # ours to make writable, since we are removing it anyway.
         os.fchmod(dir_fd, stat.S_IMODE(os.fstat(dir_fd).st_mode) | stat.S_IRWXU)
-        os.unlink(name, dir_fd=dir_fd)
+        remove(name, dir_fd=dir_fd)
+
+
+def _unlink(dir_fd: int, name: str) -> None:
+    _remove(os.unlink, dir_fd, name)
 
 
 def _rmdir(dir_fd: int, name: str) -> None:
-    try:
-        os.rmdir(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
-    except PermissionError:
-        os.fchmod(dir_fd, stat.S_IMODE(os.fstat(dir_fd).st_mode) | stat.S_IRWXU)
-        os.rmdir(name, dir_fd=dir_fd)
+    _remove(os.rmdir, dir_fd, name)
 
 
 def remove_tree(parent_fd: int, name: str) -> None:

@@ -185,3 +185,16 @@ def child_env() -> dict[str, str]:
     env["PYTHONIOENCODING"] = "utf-8"
     env.pop("PYTHONWARNINGS", None)
     return env
+
+
+def run_synchro(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The ``synchro`` command in a child process, output captured as text."""
+    return subprocess.run(
+        [*synchro_command(), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )

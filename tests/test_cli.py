@@ -10,7 +10,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import Pair, child_env, synchro_command
+from conftest import Pair, child_env, run_synchro
 from treeutil import BASE_NS, assert_mirror, build, log_messages, snapshot, summary, write
 
 import synchro
@@ -20,16 +20,7 @@ from synchro.plan import Action
 SCRIPT = Path(sysconfig.get_path("scripts")) / "synchro"
 
 
-def run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*synchro_command(), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=cwd,
-        timeout=60,
-        check=False,
-    )
+run = run_synchro
 
 
 def stamped(output: str) -> list[str]:

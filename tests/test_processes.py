@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Pair, child_env, synchro_command
+from conftest import Pair, child_env, run_synchro, synchro_command
 from treeutil import (
     BASE_NS,
     assert_mirror,
@@ -87,16 +87,7 @@ def start_child(**args: Any) -> subprocess.Popen[str]:
     return child
 
 
-def run_cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*synchro_command(), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=cwd,
-        timeout=60,
-        check=False,
-    )
+run_cli = run_synchro
 
 
 def temporaries(root: Path) -> list[bytes]:

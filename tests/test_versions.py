@@ -29,7 +29,7 @@ from conftest import (
     open_to_others,
     report_payload,
     run_as_nobody,
-    synchro_command,
+    run_synchro,
 )
 from test_tasks import Inv
 from treeutil import BASE_NS, Link, assert_mirror, build, log_messages, snapshot, write
@@ -392,16 +392,7 @@ def test_bad_keep_versions_values_are_refused(text: str) -> None:
 # --- refusals -----------------------------------------------------------------------------------
 
 
-def command(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*synchro_command(), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=cwd,
-        timeout=60,
-        check=False,
-    )
+command = run_synchro
 
 
 @pytest.mark.parametrize(
