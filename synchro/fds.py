@@ -36,9 +36,21 @@ class DirStack:
         self._parts: list[str] = []
         self._fds: list[int | None] = []  # parallel to _parts; None = closed to save descriptors
         self._open = 0
+        # The last folder asked for and its descriptor: a plan asks for the
+        # same folder once or twice per entry, so this saves a split and a
+        # walk along the path per file. Cleared whenever a descriptor closes.
+        self._last: tuple[str, int] | None = None
 
     def fd(self, rel: str) -> int:
         """Descriptor of the folder ``rel`` ("" is the root). Raises OSError."""
+        last = self._last
+        if last is not None and last[0] == rel:
+            return last[1]
+        fd = self._lookup(rel)
+        self._last = (rel, fd)
+        return fd
+
+    def _lookup(self, rel: str) -> int:
         parts = rel.split("/") if rel else []
         common = 0
         limit = min(len(parts), len(self._parts))
@@ -74,6 +86,7 @@ class DirStack:
     def _shed(self) -> None:
         if self._open <= KEEP_OPEN:
             return
+        self._last = None
         for index, fd in enumerate(self._fds):
             if fd is not None:
                 os.close(fd)
@@ -83,6 +96,8 @@ class DirStack:
                     return
 
     def _truncate(self, depth: int) -> None:
+        if len(self._parts) > depth:
+            self._last = None
         while len(self._parts) > depth:
             self._parts.pop()
             fd = self._fds.pop()

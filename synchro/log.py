@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -116,7 +116,29 @@ class DailyLog:
         # run that copies thousands of files would otherwise spend a good part
         # of its time formatting dates.
         self._second: datetime | None = None
+        self._next_second: datetime | None = None
         self._stamp = ("", "")  # (date, date and time)
+        self._logger: logging.Logger | None = None  # found once logging is imported
+
+    def sibling(self, console: TextIO | None) -> DailyLog:
+        """A log for another process of the same run: the same files and clock, its own console."""
+        other = DailyLog(None, console, self._clock)
+        other.folder = self.folder
+        return other
+
+    def show(self, text: str) -> None:
+        """Put ``text`` (whole lines, already logged elsewhere) on the console only."""
+        if text and self.console is not None:
+            self._show(text)
+
+    def flush_all(self) -> None:
+        """Write everything pending, and the standard streams' buffers (before a fork:
+        what is buffered would otherwise be written twice)."""
+        self.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
 
     def _ensure_folder(self) -> Path:
         assert self.folder is not None
@@ -133,9 +155,11 @@ class DailyLog:
         ``console=False`` keeps the line off the console, for errors that the
         caller reports there itself.
         """
-        now = self._clock().replace(microsecond=0)
-        if now != self._second:
-            self._second = now
+        now = self._clock()
+        second, following = self._second, self._next_second
+        if second is None or following is None or not second <= now < following:
+            second = now.replace(microsecond=0)
+            self._second, self._next_second = second, second + timedelta(seconds=1)
             self._stamp = (f"{now:%Y-%m-%d}", f"{now:%Y-%m-%d %H:%M:%S}")
         date, stamp = self._stamp
         line = f"{stamp} {text}"
@@ -146,7 +170,9 @@ class DailyLog:
             self._pending.append((date, line))
         if console and self.console is not None:
             self._show(line + "\n")
-        logger = _app_logger()
+        logger = self._logger
+        if logger is None:
+            logger = self._logger = _app_logger()
         if logger is not None and logger.isEnabledFor(20):  # logging.INFO
             logger.info(text)
         if self.folder is None:
