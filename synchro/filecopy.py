@@ -134,8 +134,11 @@ def copy_file(
         if not stat.S_ISREG(before.st_mode):
             raise SourceChanged("is no longer a regular file")
         tmp = temp_name()
-        dst = os.open(tmp, WRITE_FLAGS, 0o600, dir_fd=rep_dir)
+        dst = -1
         try:
+            # Inside the try: a Ctrl+C that lands just as open() returns must
+            # still remove the temporary it made.
+            dst = os.open(tmp, WRITE_FLAGS, 0o600, dir_fd=rep_dir)
             try:
                 copied = _copy_data(src, dst, on_chunk, before.st_size or None)
                 after = os.fstat(src)
@@ -162,8 +165,10 @@ def copy_file(
             finally:
                 os.close(dst)
             os.rename(tmp, name, src_dir_fd=rep_dir, dst_dir_fd=rep_dir)
-        except BaseException:
-            _discard(tmp, rep_dir)
+        except BaseException as error:
+            # Not when open() itself failed: that name is not this copy's.
+            if dst >= 0 or not isinstance(error, OSError):
+                _discard(tmp, rep_dir)
             raise
         return copied
     finally:
@@ -174,14 +179,17 @@ def copy_link(rep_dir: int, name: str, meta: Meta, *, keep_owner: bool) -> None:
     """Make symlink ``name`` in ``rep_dir`` with the source's target text."""
     assert meta.target is not None
     tmp = temp_name()
-    os.symlink(meta.target, tmp, dir_fd=rep_dir)
+    made = False
     try:
+        os.symlink(meta.target, tmp, dir_fd=rep_dir)
+        made = True
         if keep_owner:
             os.chown(tmp, meta.uid, meta.gid, dir_fd=rep_dir, follow_symlinks=False)
         os.utime(tmp, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=rep_dir, follow_symlinks=False)
         os.rename(tmp, name, src_dir_fd=rep_dir, dst_dir_fd=rep_dir)
-    except BaseException:
-        _discard(tmp, rep_dir)
+    except BaseException as error:
+        if made or not isinstance(error, OSError):  # see copy_file
+            _discard(tmp, rep_dir)
         raise
 
 
