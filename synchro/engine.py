@@ -9,6 +9,7 @@ after the log says so and the lock is released.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Callable
@@ -20,14 +21,15 @@ from .errors import ConfigError, ExitCode, ReplicaLocked, Terminated
 from .exclude import Excluder
 from .fds import DirStack, open_root
 from .filecopy import Opener, default_opener
+from .helper import ApplyPart, Helper, HelperStopped, may_share
 from .lock import ReplicaLock
 from .log import DailyLog, escape
 from .options import MirrorOptions
-from .plan import Op, PlanRules
+from .plan import Action, Op, PlanRules
 from .report import Report
 from .roots import Roots, check_roots
 from .scan import describe
-from .walk import Plan, build_plan
+from .walk import Plan, Walk, build_plan
 
 GUARD_SHOWN = 10  # how many of the paths a refused run would delete are logged
 
@@ -134,6 +136,60 @@ def _mirror(
     progress_factory: ProgressFactory | None,
     clock: Callable[[], datetime],
 ) -> tuple[ExitCode, str]:
+    src_fd = rep_fd = -1
+    try:
+        src_fd = open_root(roots.source)
+        # A dry run into a replica that does not exist yet never opens it.
+        rep_fd = open_root(roots.replica) if roots.replica_exists else -1
+    except OSError as error:
+        if src_fd >= 0:
+            os.close(src_fd)
+        return _unreadable(error, roots, report, log)
+    src, rep = DirStack(src_fd), DirStack(rep_fd)
+    helper = None
+    if (
+        rep_fd >= 0
+        and roots.versions is None  # one run folder, filled in order
+        and hooks == Hooks()  # test hooks want every action here, in order
+        and progress_factory is None  # one bar, advanced by this process
+        and may_share()
+    ):
+        helper = Helper(
+            src_fd,
+            rep_fd,
+            rules,
+            _helper_apply(log, report, options, rules),
+            keep_untouched=verbose,
+            before_fork=log.flush_all,
+        )
+    try:
+        return _plan_and_apply(
+            roots, rules, options, log, report, verbose, hooks, progress_factory, clock, src, rep, helper
+        )
+    finally:
+        if helper is not None:
+            helper.close()
+        src.close()
+        rep.close()
+        os.close(src_fd)
+        if rep_fd >= 0:
+            os.close(rep_fd)
+
+
+def _plan_and_apply(
+    roots: Roots,
+    rules: PlanRules,
+    options: MirrorOptions,
+    log: DailyLog,
+    report: Report,
+    verbose: bool,
+    hooks: Hooks,
+    progress_factory: ProgressFactory | None,
+    clock: Callable[[], datetime],
+    src: DirStack,
+    rep: DirStack,
+    helper: Helper | None,
+) -> tuple[ExitCode, str]:
     try:
         plan = build_plan(
             roots.source,
@@ -141,32 +197,19 @@ def _mirror(
             rules,
             replica_exists=roots.replica_exists,
             keep_untouched=verbose,
+            share=helper,
         )
     except OSError as error:
-        message = f"cannot read {escape(error.filename or roots.source)}: {describe(error)}"
-        report.failed.append((".", message))
-        log.write(f"FAILED ./: {message}")
-        return ExitCode.FAILED, message
+        return _unreadable(error, roots, report, log)
+    shared = helper is not None and bool(plan.given)
+    if helper is not None and shared:
+        shared = _join_plans(plan, helper, Walk(src, rep, rules, plan, verbose), log)
 
     refusal = _guard(plan, options, log)
     if refusal:
         return ExitCode.GUARD, refusal
 
-    for word, path, reason in plan.problems:
-        if word == "VANISHED":
-            report.vanished.append(path)
-        else:
-            report.failed.append((path, reason))
-        log.write(f"{word} {escape(path)}: {escape(reason)}")
-    report.untouched_count = plan.untouched
-    report.untouched = plan.untouched_paths
-    for path in plan.untouched_paths:
-        log.write(f"UNTOUCHED {escape(path)}")
-
-    src_fd = open_root(roots.source)
-    # A dry run into a replica that does not exist yet never opens it.
-    rep_fd = open_root(roots.replica) if roots.replica_exists else -1
-    src, rep = DirStack(src_fd), DirStack(rep_fd)
+    _log_plan(plan, report, log)
     progress = None
     if progress_factory is not None and plan.actions:
         total_bytes = sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None)
@@ -175,37 +218,154 @@ def _mirror(
     if roots.versions is not None:
         from .versions import make_keeper  # only a pair that keeps versions loads it
 
-        keeper = make_keeper(roots.versions, options, log.write, clock=clock, keep_owner=rules.keep_owner)
-    try:
-        apply_plan(
-            plan.actions,
-            ApplyContext(
-                src,
-                rep,
-                report,
-                log.write,
-                dry_run=options.dry_run,
-                keep_owner=rules.keep_owner,
-                opener=hooks.opener,
-                before_action=hooks.before_action,
-                during_copy=hooks.during_copy,
-                progress=progress,
-                keeper=keeper,
-            ),
+        keeper = make_keeper(
+            roots.versions,
+            options,
+            log.write,
+            clock=clock,
+            keep_owner=rules.keep_owner,
+            replica_fd=rep.fd(""),
         )
+    ctx = ApplyContext(
+        src,
+        rep,
+        report,
+        log.write,
+        dry_run=options.dry_run,
+        keep_owner=rules.keep_owner,
+        opener=hooks.opener,
+        before_action=hooks.before_action,
+        during_copy=hooks.during_copy,
+        progress=progress,
+        keeper=keeper,
+    )
+    now, later = _after_given(plan)
+    try:
+        started = helper is not None and shared and _start_part(helper, log)
+        apply_plan(now, ctx)
+        if helper is not None and shared:
+            _join_part(helper, started, ctx, Walk(src, rep, rules, Plan()), log)
+        apply_plan(later, ctx)
     finally:
         if keeper is not None:
             keeper.close()
         if progress is not None:
             progress.close()
-        src.close()
-        rep.close()
-        os.close(src_fd)
-        if rep_fd >= 0:
-            os.close(rep_fd)
     if keeper is not None and not report.failed:
         keeper.prune()  # only after a successful run
     return (ExitCode.FAILED if report.failed else ExitCode.OK), ""
+
+
+def _unreadable(error: OSError, roots: Roots, report: Report, log: DailyLog) -> tuple[ExitCode, str]:
+    message = f"cannot read {escape(error.filename or roots.source)}: {describe(error)}"
+    report.failed.append((".", message))
+    log.write(f"FAILED ./: {message}")
+    return ExitCode.FAILED, message
+
+
+def _log_problems(plan: Plan, report: Report, log: DailyLog) -> None:
+    """Report and log the folders the walk could not read."""
+    for word, path, reason in plan.problems:
+        if word == "VANISHED":
+            report.vanished.append(path)
+        else:
+            report.failed.append((path, reason))
+        log.write(f"{word} {escape(path)}: {escape(reason)}")
+
+
+def _log_plan(plan: Plan, report: Report, log: DailyLog) -> None:
+    """Log what the plan found that is not an action: unreadable folders, untouched entries."""
+    _log_problems(plan, report, log)
+    report.untouched_count = plan.untouched
+    report.untouched = plan.untouched_paths
+    for path in plan.untouched_paths:
+        log.write(f"UNTOUCHED {escape(path)}")
+
+
+def _helper_apply(log: DailyLog, report: Report, options: MirrorOptions, rules: PlanRules) -> ApplyPart:
+    """How the helper applies its part: same options, its own report, the same log file."""
+
+    def apply_part(actions: list[Action], src: DirStack, rep: DirStack) -> tuple[Report, str]:
+        console = io.StringIO() if log.console is not None else None
+        part_log = log.sibling(console)
+        part = Report(report.source, report.replica, dry_run=options.dry_run)
+        try:
+            apply_plan(
+                actions,
+                ApplyContext(
+                    src, rep, part, part_log.write, dry_run=options.dry_run, keep_owner=rules.keep_owner
+                ),
+            )
+        finally:
+            part_log.close()
+        return part, console.getvalue() if console is not None else ""
+
+    return apply_part
+
+
+def _join_plans(plan: Plan, helper: Helper, walk: Walk, log: DailyLog) -> bool:
+    """Add the helper's plan to ``plan``; False if this process must do its part itself."""
+    try:
+        part = helper.planned()
+    except HelperStopped as error:
+        log.write(f"WARNING the helper process stopped: {error}; its part is planned here")
+        for unit in helper.units:
+            walk.run(unit)
+        return False
+    plan.replica_files += part.replica_files
+    plan.deletions.extend(part.deletions)
+    plan.untouched += part.untouched
+    plan.untouched_paths.extend(part.untouched_paths)
+    plan.problems.extend(part.problems)
+    return True
+
+
+def _start_part(helper: Helper, log: DailyLog) -> bool:
+    try:
+        helper.apply()
+    except HelperStopped as error:
+        log.write(f"WARNING the helper process stopped: {error}; its part is done here")
+        return False
+    return True
+
+
+def _join_part(helper: Helper, started: bool, ctx: ApplyContext, walk: Walk, log: DailyLog) -> None:
+    """Add the helper's outcome to the report, or do its part here if it stopped."""
+    if started:
+        try:
+            part, console = helper.result()
+        except HelperStopped as error:
+            log.write(f"WARNING the helper process stopped: {error}; its part is done here")
+        else:
+            ctx.report.absorb(part)
+            log.show(console)
+            return
+    # Planned anew: what it did before it stopped is in place by now, and
+    # the guard has passed for the whole run already.
+    for unit in helper.units:
+        walk.run(unit)
+    _log_problems(walk.plan, ctx.report, log)
+    apply_plan(walk.plan.actions, ctx)
+
+
+def _after_given(plan: Plan) -> tuple[list[Action], list[Action]]:
+    """The actions to do now, and those to do once the helper's part is done.
+
+    The folders above a given sub-tree get their times and permissions last:
+    the helper may still be creating or removing entries below them.
+    """
+    if not plan.given:
+        return plan.actions, []
+    above: set[str] = set()
+    for rel in plan.given:
+        while rel:
+            rel = rel.rpartition("/")[0]
+            above.add(rel)
+    now: list[Action] = []
+    later: list[Action] = []
+    for action in plan.actions:
+        (later if action.op is Op.DIRMETA and action.dir in above else now).append(action)
+    return now, later
 
 
 def _guard(plan: Plan, options: MirrorOptions, log: DailyLog) -> str:

@@ -48,6 +48,18 @@ class Report:
             "vanished": len(self.vanished),
         }
 
+    def absorb(self, part: Report) -> None:
+        """Add the outcome of a part of the same cycle (see :mod:`synchro.helper`)."""
+        self.added.extend(part.added)
+        self.overwritten.extend(part.overwritten)
+        self.deleted.extend(part.deleted)
+        self.untouched.extend(part.untouched)
+        self.untouched_count += part.untouched_count
+        self.failed.extend(part.failed)
+        self.skipped.extend(part.skipped)
+        self.vanished.extend(part.vanished)
+        self.bytes_copied += part.bytes_copied
+
     @property
     def changed(self) -> int:
         return len(self.added) + len(self.overwritten) + len(self.deleted)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .fds import DirStack, open_root
 from .plan import Action, Descend, Op, PlanRules, Side, Step, plan_folder
@@ -33,6 +34,21 @@ class Plan:
     untouched_paths: list[str] = field(default_factory=list)
     # Folders that could not be read: (word, path, reason) for the log.
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+    # Sub-trees handed to a :class:`Share` (their paths): planned and applied
+    # by the other process, so their actions are not in ``actions``.
+    given: list[str] = field(default_factory=list)
+
+
+class Share(Protocol):
+    """Another process that takes whole sub-trees (see :mod:`synchro.helper`)."""
+
+    def wants(self) -> bool:
+        """Whether it would take a sub-tree now (it is idle, or nearly)."""
+        ...
+
+    def give(self, steps: list[Step]) -> bool:
+        """Hand over one sub-tree's steps; False if it cannot take any more."""
+        ...
 
 
 def _list(stack: DirStack, rel: str) -> Listing:
@@ -46,8 +62,13 @@ def build_plan(
     *,
     replica_exists: bool = True,
     keep_untouched: bool = False,
+    share: Share | None = None,
 ) -> Plan:
-    """Plan the mirror of ``source`` into ``replica`` (both resolved paths)."""
+    """Plan the mirror of ``source`` into ``replica`` (both resolved paths).
+
+    With ``share``, some sub-trees may be handed to it instead of planned
+    here; their paths are in :attr:`Plan.given`.
+    """
     plan = Plan()
     src_fd = open_root(source)
     rep_fd = open_root(replica) if replica_exists else None
@@ -60,40 +81,7 @@ def build_plan(
             meta_of(os.fstat(src_fd)),
             meta_of(os.fstat(rep_fd)) if rep_fd is not None else None,
         )
-        stack: list[Step] = [root]
-        while stack:
-            step = stack.pop()
-            if isinstance(step, Action):
-                _add(plan, step)
-                continue
-            src_listing = rep_listing = None
-            path = f"{step.rel}/" if step.rel else "./"
-            if step.side is not Side.REPLICA:
-                try:
-                    src_listing = _list(src, step.rel)
-                except OSError as error:
-                    # Not seen is not empty: the replica's copy is left alone.
-                    word = "VANISHED" if error.errno in GONE else "FAILED"
-                    plan.problems.append((word, path, f"cannot read source folder: {describe(error)}"))
-                    continue
-            if step.side is not Side.SOURCE:
-                assert rep is not None
-                try:
-                    rep_listing = _list(rep, step.rel)
-                except OSError as error:
-                    if error.errno in GONE:
-                        continue
-                    plan.problems.append(("FAILED", path, f"cannot read replica folder: {describe(error)}"))
-                    continue
-                plan.replica_files += sum(
-                    1 for meta in rep_listing.entries.values() if meta.kind is not Kind.DIR
-                )
-            steps, untouched = plan_folder(step, src_listing, rep_listing, rules)
-            plan.untouched += len(untouched)
-            if keep_untouched:
-                prefix = f"{step.rel}/" if step.rel else ""
-                plan.untouched_paths.extend(prefix + name if name else path for name in untouched)
-            stack.extend(reversed(steps))
+        Walk(src, rep, rules, plan, keep_untouched, share).run([root])
     finally:
         src.close()
         os.close(src_fd)
@@ -101,6 +89,147 @@ def build_plan(
             rep.close()
             os.close(rep_fd)
     return plan
+
+
+class Walk:
+    """The depth-first walk over both trees, adding to one :class:`Plan`.
+
+    ``run`` takes the steps of a whole sub-tree (the root, or a sub-tree
+    given by another process) and expands every :class:`Descend` of them.
+    """
+
+    def __init__(
+        self,
+        src: DirStack,
+        rep: DirStack | None,
+        rules: PlanRules,
+        plan: Plan,
+        keep_untouched: bool = False,
+        share: Share | None = None,
+    ) -> None:
+        self.src, self.rep, self.rules, self.plan = src, rep, rules, plan
+        self.keep_untouched = keep_untouched
+        self.share = share
+
+    def run(self, steps: list[Step]) -> None:
+        plan, share = self.plan, self.share
+        # None marks a step given to ``share``: what is left of it is not ours.
+        stack: list[Step | None] = list(reversed(steps))
+        giving = _Giving() if share is not None else None
+        while stack:
+            if (
+                giving is not None
+                and share is not None
+                and giving.descends > 1
+                and share.wants()
+                and not giving.give(stack, share, plan)
+            ):
+                giving = None  # the other process is gone: plan the rest here
+            step = stack.pop()
+            if giving is not None and giving.low > len(stack):
+                giving.low = len(stack)
+            if step is None:
+                continue
+            if isinstance(step, Action):
+                _add(plan, step)
+                continue
+            steps = self._expand(step)
+            if giving is not None:
+                giving.pushed(step, steps)
+            stack.extend(reversed(steps))
+
+    def _expand(self, step: Descend) -> list[Step]:
+        plan, src, rep = self.plan, self.src, self.rep
+        src_listing = rep_listing = None
+        path = f"{step.rel}/" if step.rel else "./"
+        if step.side is not Side.REPLICA:
+            try:
+                src_listing = _list(src, step.rel)
+            except OSError as error:
+                # Not seen is not empty: the replica's copy is left alone.
+                word = "VANISHED" if error.errno in GONE else "FAILED"
+                plan.problems.append((word, path, f"cannot read source folder: {describe(error)}"))
+                return []
+        if step.side is not Side.SOURCE:
+            assert rep is not None
+            try:
+                rep_listing = _list(rep, step.rel)
+            except OSError as error:
+                if error.errno not in GONE:
+                    plan.problems.append(("FAILED", path, f"cannot read replica folder: {describe(error)}"))
+                return []
+            plan.replica_files += sum(1 for meta in rep_listing.entries.values() if meta.kind is not Kind.DIR)
+        steps, untouched = plan_folder(step, src_listing, rep_listing, self.rules)
+        plan.untouched += len(untouched)
+        if self.keep_untouched:
+            prefix = f"{step.rel}/" if step.rel else ""
+            plan.untouched_paths.extend(prefix + name if name else path for name in untouched)
+        return steps
+
+
+class _Giving:
+    """Which sub-trees on the walk's stack may be given away, and the giving.
+
+    A sub-tree can go to another process only if it can be planned *and
+    applied* there without waiting for this one: its parent folder exists
+    on both sides (so it is neither created nor removed here), and its own
+    name is not changing type (whose removal and creation happen here). A
+    new folder goes with its MKDIR. The bottom-most such sub-tree is given
+    (the one this process would reach last, usually the largest), and only
+    while this process keeps another folder to walk, so neither waits idle.
+    """
+
+    def __init__(self) -> None:
+        self.movable: set[int] = set()  # id() of Descend steps on the stack that may go
+        self.descends = 1  # Descend steps on the stack (the root's counted by run's caller)
+        self.low = 0  # stack entries below this index are not movable
+
+    def pushed(self, folder: Descend, steps: list[Step]) -> None:
+        """``folder`` was taken off the stack, and its ``steps`` go on it."""
+        self.descends -= 1
+        self.movable.discard(id(folder))  # its id may be reused by a later step
+        for index, step in enumerate(steps):
+            if not isinstance(step, Descend):
+                continue
+            self.descends += 1
+            if folder.side is not Side.BOTH or step.replaces:
+                continue
+            if step.side is Side.SOURCE and not _plain_mkdir(steps[index - 1] if index else None, step.rel):
+                continue
+            self.movable.add(id(step))
+
+    def give(self, stack: list[Step | None], share: Share, plan: Plan) -> bool:
+        index = self.low
+        while index < len(stack):
+            step = stack[index]
+            if isinstance(step, Descend) and id(step) in self.movable:
+                unit: list[Step] = [step]
+                if step.side is Side.SOURCE:
+                    # Its MKDIR sits just above it (it runs just before it).
+                    mkdir = stack[index + 1] if index + 1 < len(stack) else None
+                    if not _plain_mkdir(mkdir, step.rel):
+                        self.movable.discard(id(step))
+                        index += 1
+                        continue
+                    assert mkdir is not None
+                    unit = [mkdir, step]
+                if not share.give(unit):
+                    return False
+                self.movable.discard(id(step))
+                stack[index] = None
+                if len(unit) == 2:
+                    stack[index + 1] = None
+                self.descends -= 1
+                plan.given.append(step.rel)
+                self.low = index + 1
+                return True
+            index += 1
+        self.low = index
+        return True
+
+
+def _plain_mkdir(step: Step | None, rel: str) -> bool:
+    return isinstance(step, Action) and step.op is Op.MKDIR and not step.replaces and step.path == rel
 
 
 def _add(plan: Plan, action: Action) -> None:

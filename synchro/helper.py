@@ -1,0 +1,346 @@
+"""A second process that plans and applies whole sub-trees of a run.
+
+Python runs one thread of bytecode at a time, and a mirror run is mostly
+short system calls wrapped in bytecode (an ``lstat`` per entry, a dozen
+calls per copied file), so threads do not help it. On a machine with two
+cores or more, a run is therefore shared with one forked process:
+
+1. While this process walks the trees, it gives sub-trees to the helper
+   (:class:`synchro.walk.Share`); the helper plans them and keeps their
+   actions. Only sub-trees that can be applied apart from the rest are
+   given (see :class:`synchro.walk._Giving`).
+2. The helper sends what the deletion guard and the log need (its
+   deletions, counts, problems); nothing is changed until the guard has
+   passed for the whole run.
+3. Both apply their own part at once. The helper writes its lines to the
+   same daily log (which is safe for many processes) and sends back its
+   report and console lines; this process sets the times of the folders
+   above the given sub-trees last.
+
+Safety: the helper is forked after the replica lock is taken and shares
+that lock's descriptor; it stops with this process (``PR_SET_PDEATHSIG``
+and SIGTERM handled as an interruption, so temporaries are removed), and
+this process waits for it before it lets the lock go. If the helper stops
+unexpectedly, this process plans and applies its sub-trees itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import BinaryIO, NoReturn
+
+from .errors import Terminated
+from .fds import DirStack
+from .plan import Action, PlanRules, Step
+from .report import Report
+from .walk import Plan, Walk
+
+# Sub-trees the helper may hold at once: one being planned and one waiting,
+# so that it never idles while this process decides what to give next.
+AHEAD = 2
+# "1": never share a run; "2": share it even on one core (for comparisons,
+# troubleshooting and tests). Unset: share it on two cores or more.
+ENV = "SYNCHRO_PROCESSES"
+
+# Runs the helper's actions in the helper: (actions, source, replica) ->
+# (report, console text). Made by the engine, which knows the log and options.
+ApplyPart = Callable[[list[Action], DirStack, DirStack], tuple[Report, str]]
+
+_UNIT, _PLANNED, _APPLY, _STOP = "unit", "planned", "apply", "stop"
+
+
+def may_share() -> bool:
+    """Whether this process may fork a helper now: two cores, no other thread."""
+    wanted = os.environ.get(ENV, "")
+    if not hasattr(os, "fork") or wanted == "1":
+        return False
+    threading = sys.modules.get("threading")
+    # Forking while another thread holds a lock (of logging, of a stream)
+    # could leave the helper stuck on it: an application's threads rule it out.
+    if threading is not None and threading.active_count() > 1:
+        return False
+    if wanted == "2":
+        return True
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return cores >= 2
+
+
+@dataclass
+class PlanPart:
+    """What the helper's plan tells the guard and the log."""
+
+    replica_files: int = 0
+    deletions: list[str] = field(default_factory=list)
+    untouched: int = 0
+    untouched_paths: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    actions: int = 0
+
+
+class HelperStopped(Exception):
+    """The helper process ended before it finished its part."""
+
+
+class Helper:
+    """This process's side of the helper: a :class:`~synchro.walk.Share` for the walk."""
+
+    def __init__(
+        self,
+        src_root: int,
+        rep_root: int,
+        rules: PlanRules,
+        apply_part: ApplyPart,
+        *,
+        keep_untouched: bool,
+        before_fork: Callable[[], None],
+    ) -> None:
+        self._roots = (src_root, rep_root)
+        self._rules = rules
+        self._apply_part = apply_part
+        self._keep_untouched = keep_untouched
+        self._before_fork = before_fork
+        self.pid = 0
+        self.units: list[list[Step]] = []  # every sub-tree given, as given
+        self.stopped = ""  # why the helper stopped early, once it has
+        self._ahead = 0  # sub-trees given and not yet planned
+        self._commands: BinaryIO | None = None
+        self._answers: BinaryIO | None = None
+        self._done = -1  # one byte per planned sub-tree arrives here
+
+    # --- the walk's side (synchro.walk.Share)
+
+    def wants(self) -> bool:
+        if self.stopped:
+            return False
+        if self._ahead >= AHEAD and self._done >= 0:
+            try:
+                self._ahead -= len(os.read(self._done, 64))
+            except BlockingIOError:
+                pass
+            except OSError as error:
+                self._stop(f"cannot read from it: {error.strerror or error}")
+        return self._ahead < AHEAD and not self.stopped
+
+    def give(self, steps: list[Step]) -> bool:
+        if not self.pid and not self._start():
+            return False
+        try:
+            self._send((_UNIT, steps))
+        except OSError as error:
+            self._stop(f"cannot write to it: {error.strerror or error}")
+            return False
+        self.units.append(steps)
+        self._ahead += 1
+        return True
+
+    # --- the engine's side
+
+    def planned(self) -> PlanPart:
+        """Wait for the helper's plan of every sub-tree given. Raises HelperStopped."""
+        self._send_or_stop((_PLANNED, None))
+        answer = self._receive()
+        assert isinstance(answer, PlanPart)
+        return answer
+
+    def apply(self) -> None:
+        """Let the helper apply its part (the guard has passed). Raises HelperStopped."""
+        self._send_or_stop((_APPLY, None))
+
+    def result(self) -> tuple[Report, str]:
+        """Wait for the helper's report and console lines. Raises HelperStopped."""
+        answer = self._receive()
+        assert isinstance(answer, tuple)
+        report, console = answer
+        assert isinstance(report, Report) and isinstance(console, str)
+        self._reap()
+        return report, console
+
+    def close(self) -> None:
+        """Make sure the helper is gone: told to stop, or terminated, and waited for.
+
+        Waiting matters: this process holds the replica lock, and no helper
+        may still write once it is released.
+        """
+        if self.pid and self._commands is not None:
+            with contextlib.suppress(OSError):
+                self._send((_STOP, None))
+        for stream in (self._commands, self._answers):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._commands = self._answers = None
+        if self._done >= 0:
+            os.close(self._done)
+            self._done = -1
+        if self.pid:
+            # A helper that is applying does not read its commands: a SIGTERM
+            # stops it the clean way (its temporary removed, its lines logged).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            self._reap()
+
+    # --- plumbing
+
+    def _start(self) -> bool:
+        commands_r, commands_w = os.pipe()
+        answers_r, answers_w = os.pipe()
+        done_r, done_w = os.pipe()
+        self._before_fork()
+        parent = os.getpid()
+        # Ctrl+C and SIGTERM wait until both processes are set up: one that
+        # lands inside fork() (its at-fork handlers run Python code) would
+        # otherwise stop the helper halfway into being, with a traceback.
+        stops = {signal.SIGINT, signal.SIGTERM}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            pid = os.fork()
+        except OSError as error:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            for fd in (commands_r, commands_w, answers_r, answers_w, done_r, done_w):
+                os.close(fd)
+            self._stop(f"cannot start it: {error.strerror or error}")
+            return False
+        if pid == 0:  # the helper: never returns
+            os.close(commands_w)
+            os.close(answers_r)
+            os.close(done_r)
+            self._serve(parent, previous, commands_r, answers_w, done_w)
+        self.pid = pid
+        os.close(commands_r)
+        os.close(answers_w)
+        os.close(done_w)
+        os.set_blocking(done_r, False)
+        self._commands = os.fdopen(commands_w, "wb")
+        self._answers = os.fdopen(answers_r, "rb")
+        self._done = done_r
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        return True
+
+    def _send(self, message: tuple[str, object]) -> None:
+        assert self._commands is not None
+        pickle.dump(message, self._commands, pickle.HIGHEST_PROTOCOL)
+        self._commands.flush()
+
+    def _send_or_stop(self, message: tuple[str, object]) -> None:
+        if self.stopped:
+            raise HelperStopped(self.stopped)
+        try:
+            self._send(message)
+        except OSError as error:
+            self._stop(f"cannot write to it: {error.strerror or error}")
+            raise HelperStopped(self.stopped) from None
+
+    def _receive(self) -> object:
+        if self.stopped:
+            raise HelperStopped(self.stopped)
+        assert self._answers is not None
+        try:
+            kind, payload = pickle.load(self._answers)
+        except (EOFError, OSError, pickle.UnpicklingError) as error:
+            self._stop(f"it ended early ({self._reap() or error})")
+            raise HelperStopped(self.stopped) from None
+        if kind == "error":
+            self._stop(f"it failed: {payload}")
+            raise HelperStopped(self.stopped)
+        return payload
+
+    def _stop(self, why: str) -> None:
+        self.stopped = self.stopped or why
+
+    def _reap(self) -> str:
+        """Wait for the helper to end; how it ended, or "" once reaped."""
+        if not self.pid:
+            return ""
+        pid, self.pid = self.pid, 0
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return ""
+        if os.WIFSIGNALED(status):
+            return f"killed by signal {os.WTERMSIG(status)}"
+        return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+    def _serve(
+        self, parent: int, mask: set[int | signal.Signals], commands_r: int, answers_w: int, done_w: int
+    ) -> NoReturn:
+        """The helper's whole life: plan the sub-trees given, then apply them."""
+        code = 0
+        answers = os.fdopen(answers_w, "wb")
+
+        def answer(kind: str, payload: object) -> None:
+            pickle.dump((kind, payload), answers, pickle.HIGHEST_PROTOCOL)
+            answers.flush()
+
+        try:
+            _die_with_parent(parent)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            commands = os.fdopen(commands_r, "rb")
+            src_root, rep_root = self._roots
+            # Fresh descriptors below the roots: the parent's are shared with it
+            # (the same open files), and two processes listing one folder
+            # through a shared descriptor would move each other's position.
+            src, rep = DirStack(src_root), DirStack(rep_root)
+            plan = Plan()
+            walk = Walk(src, rep, self._rules, plan, self._keep_untouched)
+            while True:
+                kind, payload = pickle.load(commands)
+                if kind == _UNIT:
+                    walk.run(payload)
+                    os.write(done_w, b".")
+                elif kind == _PLANNED:
+                    answer(
+                        "planned",
+                        PlanPart(
+                            plan.replica_files,
+                            plan.deletions,
+                            plan.untouched,
+                            plan.untouched_paths,
+                            plan.problems,
+                            len(plan.actions),
+                        ),
+                    )
+                    break
+                else:
+                    os._exit(0)
+            kind, _ = pickle.load(commands)
+            if kind == _APPLY:
+                answer("result", self._apply_part(plan.actions, src, rep))
+        except KeyboardInterrupt:
+            code = 130
+        except EOFError:
+            code = 0  # the parent stopped talking: it is gone, or gave up
+        except BaseException as error:  # a bug: reported to the parent, which does the part itself
+            code = 1
+            with contextlib.suppress(BaseException):
+                answer("error", f"{type(error).__name__}: {error}")
+        finally:
+            # Never back into the parent's frames (their finally blocks would
+            # release its lock and write its log), and no exit handlers.
+            os._exit(code)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux for a SIGTERM when the parent dies (its lock goes with it)."""
+    signal.signal(signal.SIGTERM, _terminate)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes  # only here: the main process never needs it
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(0)

@@ -1,0 +1,380 @@
+"""A run shared with a helper process (synchro.helper): same outcome, same safety.
+
+``SYNCHRO_PROCESSES=2`` makes every run share its work even on one core,
+``=1`` keeps it in one process: the two are compared on identical trees.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Pair, child_env, requires_rsync
+from treeutil import (
+    BASE_NS,
+    Link,
+    assert_rsync_clean,
+    build,
+    entries,
+    log_messages,
+    snapshot,
+    write,
+)
+
+import synchro
+import synchro.engine
+from synchro.errors import ExitCode
+from synchro.fds import DirStack, open_root
+from synchro.helper import ENV, Helper
+from synchro.plan import Op, PlanRules, Step
+from synchro.walk import Plan, Walk, build_plan
+
+FOLDERS = 24
+
+
+def first_tree() -> dict[str, Any]:
+    return {
+        f"d{i:02d}": {
+            "sub": {f"f{j}": f"{i}-{j}" for j in range(4)},
+            **{f"g{j}": "x" * (i + j) for j in range(4)},
+            "link": Link("g1"),
+        }
+        for i in range(FOLDERS)
+    }
+
+
+def change(src: Path) -> None:
+    """Every kind of change, in sub-trees of every kind (given away or not)."""
+    for i in range(FOLDERS):
+        folder = src / f"d{i:02d}"
+        write(folder / "g0", f"rewritten {i}", BASE_NS + 1)
+        os.unlink(folder / "g1")
+        write(folder / "added", "new", BASE_NS)
+        build(folder, {"newsub": {"n": "n", "deeper": {"m": "m"}}}, mtime_ns=BASE_NS)
+    shutil.rmtree(src / "d03")  # a folder only in the replica: deleted whole
+    shutil.rmtree(src / "d05")  # a folder that becomes a file: not given away
+    write(src / "d05", "now a file", BASE_NS)
+    os.unlink(src / "d06" / "g2")  # a file that becomes a folder, inside a sub-tree
+    build(src / "d06", {"g2": {"inside": "i"}}, mtime_ns=BASE_NS)
+    build(src, {"fresh": {"a": "a", "b": {"c": "c"}}}, mtime_ns=BASE_NS)  # new at the top
+    os.chmod(src / "d07", 0o555)  # a read-only folder with changes inside
+
+
+@pytest.fixture
+def gives(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the sub-trees given to a helper, as the runs of the test give them."""
+    given: list[str] = []
+    real = Helper.give
+
+    def give(self: Helper, steps: list[Step]) -> bool:
+        accepted = real(self, steps)
+        if accepted:
+            given.append(steps[-1].rel)  # type: ignore[union-attr]
+        return accepted
+
+    monkeypatch.setattr(Helper, "give", give)
+    return given
+
+
+def twin_pairs(tmp_path: Path) -> tuple[Pair, Pair]:
+    pairs = []
+    for name in ("shared", "single"):
+        root = tmp_path / name
+        pair = Pair(root, root / "src", root / "rep", root)
+        pair.src.mkdir(parents=True)
+        pair.rep.mkdir()
+        build(pair.src, first_tree(), mtime_ns=BASE_NS)
+        pairs.append(pair)
+    return pairs[0], pairs[1]
+
+
+def run(pair: Pair, processes: str, monkeypatch: pytest.MonkeyPatch, **options: Any) -> synchro.Report:
+    monkeypatch.setenv(ENV, processes)
+    return pair.mirror(**options)
+
+
+@requires_rsync
+def test_a_shared_run_does_exactly_what_one_process_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gives: list[str]
+) -> None:
+    shared, single = twin_pairs(tmp_path)
+    for step in ("first", "second"):
+        if step == "second":
+            change(shared.src)
+            change(single.src)
+        gives.clear()
+        one = run(shared, "2", monkeypatch)
+        other = run(single, "1", monkeypatch)
+        assert gives, "the helper took no sub-tree: the test proves nothing"
+        assert one.exit_code == other.exit_code == ExitCode.OK, (one.failed, other.failed)
+        assert one.counts == other.counts
+        assert one.bytes_copied == other.bytes_copied
+        assert_rsync_clean(shared.src, shared.rep)
+        assert snapshot(shared.rep) == snapshot(single.rep)
+    # Every entry logged exactly once, as the single process logs it.
+    shared_lines = Counter(entries(log_messages(shared.logs)))
+    assert shared_lines == Counter(entries(log_messages(single.logs)))
+    assert max(shared_lines.values()) == 1
+    assert "d05" not in gives  # its name changes type: removed and made here
+    messages = log_messages(shared.logs)
+    assert messages[-1].startswith("SUMMARY ") and messages[-1] == log_messages(single.logs)[-1]
+
+
+def test_the_deletion_guard_counts_the_helpers_deletions(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, gives: list[str]
+) -> None:
+    build(pair.src, {f"d{i:02d}": {f"f{j}": "x" for j in range(5)} for i in range(20)})
+    assert run(pair, "2", monkeypatch).exit_code == ExitCode.OK
+    before = snapshot(pair.rep)
+    for i in range(20):
+        for j in range(5):
+            os.unlink(pair.src / f"d{i:02d}" / f"f{j}")
+    gives.clear()
+
+    report = run(pair, "2", monkeypatch)
+
+    assert gives
+    assert report.exit_code == ExitCode.GUARD
+    assert "would delete 100 of the replica's 100 files" in report.message
+    assert snapshot(pair.rep) == before  # nothing deleted by either process
+
+
+def helper_fails_at_once(self: Helper, *args: object) -> None:
+    os._exit(3)
+
+
+@requires_rsync
+def test_a_helper_that_dies_leaves_its_part_to_this_process(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, gives: list[str]
+) -> None:
+    build(pair.src, first_tree(), mtime_ns=BASE_NS)
+    monkeypatch.setattr(Helper, "_serve", helper_fails_at_once)
+
+    report = run(pair, "2", monkeypatch)
+
+    assert report.exit_code == ExitCode.OK, report.failed
+    assert_rsync_clean(pair.src, pair.rep)
+    messages = log_messages(pair.logs)
+    assert any(m.startswith("WARNING the helper process stopped") for m in messages)
+    added = [m for m in entries(messages) if m.startswith("ADDED ")]
+    assert len(added) == len(set(added)) == report.counts["added"]
+
+
+@requires_rsync
+def test_a_helper_that_fails_while_applying_leaves_its_part_to_this_process(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, gives: list[str]
+) -> None:
+    build(pair.src, first_tree(), mtime_ns=BASE_NS)
+
+    def failing(*args: object) -> object:
+        def apply_part(*args: object) -> tuple[synchro.Report, str]:
+            raise RuntimeError("the helper broke")
+
+        return apply_part
+
+    monkeypatch.setattr(synchro.engine, "_helper_apply", failing)
+
+    report = run(pair, "2", monkeypatch)
+
+    assert gives
+    assert report.exit_code == ExitCode.OK, report.failed
+    assert_rsync_clean(pair.src, pair.rep)
+    warnings = [m for m in log_messages(pair.logs) if m.startswith("WARNING ")]
+    assert len(warnings) == 1 and "RuntimeError: the helper broke" in warnings[0]
+    assert report.counts["added"] == sum(1 for m in log_messages(pair.logs) if m.startswith("ADDED "))
+
+
+def test_the_command_shows_the_helpers_lines_once(pair: Pair) -> None:
+    build(pair.src, first_tree(), mtime_ns=BASE_NS)
+    env = {**child_env(), ENV: "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "synchro", pair.src, pair.rep, "24", pair.logs, "--once", "-v"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    shown = [line[20:] for line in done.stdout.splitlines() if line[20:].startswith("ADDED ")]
+    logged = [m for m in log_messages(pair.logs) if m.startswith("ADDED ")]
+    assert len(shown) == len(set(shown)) > 4 * FOLDERS
+    assert sorted(shown) == sorted(logged)
+
+
+# --- the walk's rules for what may be given ------------------------------------------
+
+
+class TakeAll:
+    """A Share that takes every sub-tree it is offered."""
+
+    def __init__(self) -> None:
+        self.units: list[list[Step]] = []
+
+    def wants(self) -> bool:
+        return True
+
+    def give(self, steps: list[Step]) -> bool:
+        self.units.append(steps)
+        return True
+
+
+def plan_here(pair: Pair, units: list[list[Step]]) -> Plan:
+    plan = Plan()
+    src_fd, rep_fd = open_root(str(pair.src)), open_root(str(pair.rep))
+    try:
+        walk = Walk(DirStack(src_fd), DirStack(rep_fd), PlanRules(keep_owner=True), plan)
+        for unit in units:
+            walk.run(unit)
+    finally:
+        os.close(src_fd)
+        os.close(rep_fd)
+    return plan
+
+
+def test_the_given_sub_trees_and_the_rest_make_the_whole_plan(pair: Pair) -> None:
+    build(pair.src, first_tree(), mtime_ns=BASE_NS)
+    assert synchro.mirror(pair.src, pair.rep).exit_code == ExitCode.OK
+    change(pair.src)
+    rules = PlanRules(keep_owner=True)
+    whole = build_plan(str(pair.src), str(pair.rep), rules)
+    share = TakeAll()
+
+    part = build_plan(str(pair.src), str(pair.rep), rules, share=share)
+    rest = plan_here(pair, share.units)
+
+    def key(action: Any) -> tuple[Op, str]:
+        return (action.op, action.path)
+
+    assert part.given == [unit[-1].rel for unit in share.units]  # type: ignore[union-attr]
+    assert Counter(map(key, part.actions + rest.actions)) == Counter(map(key, whole.actions))
+    assert sorted(part.deletions + rest.deletions) == sorted(whole.deletions)
+    given = set(part.given)
+    assert "d05" not in given  # its name changes type
+    # Only sub-trees directly below a folder on both sides: never one inside a new folder.
+    assert all("/" not in rel or rel.rpartition("/")[0] not in {"fresh", "d06/g2"} for rel in given)
+    new = [unit for unit in share.units if unit[-1].side.name == "SOURCE"]  # type: ignore[union-attr]
+    assert new, "no new folder was given: the test proves less than it says"
+    for unit in new:
+        assert len(unit) == 2 and unit[0].op is Op.MKDIR  # type: ignore[union-attr]
+
+
+# --- stopping a shared run --------------------------------------------------------------
+
+SLOW_SIZE = 77_777
+
+# The command, with the helper stopping in the middle of its first copy of a
+# SLOW_SIZE file (a temporary exists then) until a signal stops it.
+CHILD = r"""
+import os, sys
+import synchro.filecopy
+main_pid = os.getpid()
+never, kept_open = os.pipe()  # nothing is ever written: a read blocks until a signal
+real = synchro.filecopy._copy_data
+def slow(src, dst, *args, **kwargs):
+    if os.getpid() != main_pid and os.fstat(src).st_size == SIZE:
+        print(f"READY {os.getpid()} {os.readlink(f'/proc/self/fd/{dst}')}", flush=True)
+        os.read(never, 1)
+    return real(src, dst, *args, **kwargs)
+synchro.filecopy._copy_data = slow
+from synchro.cli import main
+sys.exit(main(sys.argv[1:]))
+""".replace("SIZE", str(SLOW_SIZE))
+
+
+def start_stopped_helper(pair: Pair) -> tuple[subprocess.Popen[str], int, Path]:
+    """The command, stopped with its helper in the middle of a copy: (command, helper's pid, its temporary)."""
+    build(
+        pair.src,
+        {f"d{i:02d}": {"slow.dat": "s" * SLOW_SIZE, "small": "x"} for i in range(FOLDERS)},
+        mtime_ns=BASE_NS,
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(pair.src), str(pair.rep), "24", str(pair.logs), "--once", "-q"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**child_env(), ENV: "2"},
+        start_new_session=True,  # its own process group, for the Ctrl+C case
+    )
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith("READY "):
+            _, pid, temporary = line.rstrip("\n").split(" ", 2)
+            return child, int(pid), Path(temporary)
+    child.kill()
+    pytest.fail(f"the helper never copied a slow file: {child.communicate(timeout=30)[1]}")
+
+
+def gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(") ")[2].startswith("Z")  # a zombie waiting for init
+
+
+def wait_gone(pid: int, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not gone(pid):
+        assert time.monotonic() < deadline, f"the helper {pid} is still running"
+        time.sleep(0.02)
+
+
+def temporaries(root: Path) -> list[bytes]:
+    return [path for path in snapshot(root, content=False) if b".synchro-tmp-" in path]
+
+
+@requires_rsync
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl+C", "kill -9"])
+def test_stopping_a_shared_run_stops_the_helper_cleanly(pair: Pair, how: str) -> None:
+    child, helper, temporary = start_stopped_helper(pair)
+    assert temporary.exists() and temporary.name.startswith(".synchro-tmp-")
+
+    if how == "SIGTERM":
+        child.send_signal(signal.SIGTERM)  # to the command only, as systemd or kill would
+    elif how == "Ctrl+C":
+        os.killpg(child.pid, signal.SIGINT)  # to the whole foreground group, as a terminal does
+    else:
+        child.kill()
+    _, err = child.communicate(timeout=30)
+    wait_gone(helper)
+
+    expected = {"SIGTERM": (143, "synchro: terminated\n"), "Ctrl+C": (130, "synchro: interrupted\n")}
+    assert not temporary.exists()  # the helper removed its half-written file
+    if how in expected:
+        assert (child.returncode, err) == expected[how]
+        assert temporaries(pair.rep) == []
+    # After kill -9 the command itself may leave one temporary: the next run removes it.
+    report = synchro.mirror(pair.src, pair.rep, logpath=pair.logs)
+    assert report.exit_code == ExitCode.OK
+    assert_rsync_clean(pair.src, pair.rep)
+
+
+def test_a_refused_run_leaves_no_helper_behind(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    pids: list[int] = []
+    real = Helper._start
+
+    def start(self: Helper) -> bool:
+        started = real(self)
+        pids.append(self.pid)
+        return started
+
+    monkeypatch.setattr(Helper, "_start", start)
+    build(pair.src, {f"d{i:02d}": {f"f{j}": "x" for j in range(5)} for i in range(20)})
+    assert run(pair, "2", monkeypatch).exit_code == ExitCode.OK
+    for i in range(20):
+        shutil.rmtree(pair.src / f"d{i:02d}")
+        (pair.src / f"d{i:02d}").mkdir()
+
+    assert run(pair, "2", monkeypatch).exit_code == ExitCode.GUARD
+    assert pids and all(gone(pid) for pid in pids)
