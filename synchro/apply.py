@@ -55,9 +55,12 @@ DuringCopy = Callable[[Action, int], None]
 
 class Keeper(Protocol):
     """Keeps a replica entry right before it is overwritten or deleted
-    (:class:`synchro.versions.Keeper`); a deleted one is gone afterwards."""
+    (:class:`synchro.versions.Keeper`); a deleted one is gone afterwards.
+    Told of each entry made where there was none, right after."""
 
     def keep(self, rep: DirStack, action: Action) -> None: ...
+
+    def added(self, action: Action) -> None: ...
 
 
 @dataclass
@@ -321,6 +324,8 @@ def _changed(ctx: ApplyContext, action: Action, note: str = "") -> None:
         ctx.report.overwritten.append(path)
         ctx.emit(f"OVERWRITTEN {path}{note}")
     else:
+        if ctx.keeper is not None:
+            ctx.keeper.added(action)  # so that a restore as of an earlier run leaves it out
         ctx.report.added.append(path)
         ctx.emit(f"ADDED {path}{note}")
 

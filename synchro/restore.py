@@ -9,13 +9,16 @@ already exists in the target without ``force``: every entry it would
 replace is found before anything is written. It adds and replaces, never
 deletes.
 
-**As of a run** (``at``, a version folder name ``YYYY-MM-DD_HHMMSS``): each
-run folder holds the replica entries that run replaced or deleted, as they
-were just before it. The state at moment T is therefore, for each path, the
-entry in the oldest run folder from T on that holds it, else the replica's
-current entry; a folder is the union of what these hold (up to a run that
-replaced it by a file or link). The versions record what runs replaced or
-deleted, not what they added: entries created after T are restored too.
+**As of a run** (``at``, a moment written ``YYYY-MM-DD_HHMMSS`` as the runs
+are named): the state of the replica just before the first run at or after
+that moment. Each run folder holds the replica entries that run replaced or
+deleted, as they were just before it, and each run's list of additions
+(:mod:`synchro.versions`) the paths it created where there was nothing.
+For each path, the first of these runs that did either decides: a kept
+entry is how the path was (restored), an addition means it was not there
+(left out, with all below it); a path no run from T on touched is taken
+from the replica as it is. A folder is the union of what these hold, up to
+a run that replaced it by a file or link or that added it anew.
 
 Every read and write is relative to folders opened with ``O_NOFOLLOW``;
 files are written to a temporary name and renamed, as the mirror does.
@@ -35,7 +38,7 @@ from .lock import ReplicaLock
 from .log import escape
 from .roots import resolve
 from .scan import Kind, Meta, describe, list_folder
-from .versions import clean_path, parse_at, run_folders
+from .versions import ADDED_SUFFIX, EVERYTHING, addition_lists, clean_path, parse_at, read_added, run_folders
 
 Emit = Callable[[str], None]
 
@@ -72,52 +75,110 @@ def _count(number: int, one: str, many: str = "") -> str:
     return f"{number} {one if number == 1 else many or one + 's'}"
 
 
+@dataclass
+class _Tree:
+    """What the restored state is read from: one run from the restored moment on, or the replica."""
+
+    stack: DirStack | None  # the run folder (or the replica); None: a run that only added
+    added: set[str] = field(default_factory=set)  # the paths the run added
+    above: set[str] = field(default_factory=set)  # the folders with an added path below them
+    everything: bool = False  # the run was into an empty replica: all it holds it added
+
+    def read_added(self, root_fd: int, name: str) -> None:
+        for path in read_added(root_fd, name):
+            if path == EVERYTHING:
+                self.everything = True
+                continue
+            self.added.add(path)
+            parent = path.rpartition("/")[0]
+            while parent and parent not in self.above:
+                self.above.add(parent)
+                parent = parent.rpartition("/")[0]
+
+    def made(self, path: str) -> bool:
+        """Whether this run added ``path`` (where there was nothing)."""
+        return self.everything or path in self.added
+
+    def listing(self, rel: str) -> dict[str, Meta]:
+        assert self.stack is not None
+        return list_folder(self.stack.fd(rel)).entries
+
+
+# The trees a folder's content is read from, in order: (tree index, whether
+# the tree holds the folder; if not, only its list of additions matters).
+Origins = list[tuple[int, bool]]
+
+
 @dataclass(frozen=True)
 class _Node:
     """One entry of the state to restore: where it is read from, and what it is."""
 
     rel: str
     meta: Meta
-    origin: int  # index of the tree it is read from (run folders oldest first, the replica last)
+    origin: int  # index of the tree it is read from (runs oldest first, the replica last)
     own: bool  # inside the restored path (False: a folder on the way to it)
     leave: bool = False  # a folder's second visit, after its content
 
 
 def _merge(
-    stacks: list[DirStack], rel: str, origins: list[int], only: str | None
-) -> Iterator[tuple[str, Meta, int, list[int]]]:
+    trees: list[_Tree], rel: str, origins: Origins, only: str | None
+) -> Iterator[tuple[str, Meta, int, Origins]]:
     """The entries of folder ``rel`` as of the restored moment: (name, meta, origin, origins below).
 
-    ``origins`` are the trees where ``rel`` is this folder, in order. A name
-    is taken from the first of them that has it; a folder's own origins are
-    those from there on that have it as a folder, up to one that has it as
-    something else (the folder did not exist before that run replaced it).
+    ``origins`` are the trees that say something about folder ``rel``, in
+    order. A name is decided by the first of them that holds it (it was
+    there: taken from that tree) or added it (it was not: left out). A
+    folder's own origins are those from there on, up to one that holds it
+    as something else or added it anew (the folder as it was did not exist
+    before that run): those that hold it as a folder, and those that do not
+    hold it but added something below it.
     """
-    listings = {index: list_folder(stacks[index].fd(rel)).entries for index in origins}
+    listings = {index: trees[index].listing(rel) if held else {} for index, held in origins}
     names = {only} if only is not None else set().union(*listings.values())
     for name in sorted(names):
-        holders = [index for index in origins if name in listings[index]]
-        if not holders:
-            continue
-        meta = listings[holders[0]][name]
-        below = []
-        if meta.kind is Kind.DIR:
-            for index in holders:
-                if listings[index][name].kind is not Kind.DIR:
-                    break
-                below.append(index)
-        yield name, meta, holders[0], below
+        path = join(rel, name)
+        meta: Meta | None = None
+        origin = -1
+        below: Origins = []
+        for index, _ in origins:
+            tree, here = trees[index], listings[index].get(name)
+            if meta is None:
+                if here is not None:
+                    meta, origin = here, index  # first it was there: as this tree holds it
+                    if meta.kind is not Kind.DIR:
+                        break
+                    below.append((index, True))
+                elif tree.made(path):
+                    break  # first it was added: it did not exist at the restored moment
+                elif path in tree.above:
+                    below.append((index, False))  # not held here, but what it added below counts
+                continue
+            # A folder: its content is read from here on, up to a run that made it anew.
+            if tree.made(path) or (here is not None and here.kind is not Kind.DIR):
+                break
+            if here is not None:
+                below.append((index, True))
+            elif path in tree.above:
+                below.append((index, False))
+        if meta is not None:
+            yield name, meta, origin, below if meta.kind is Kind.DIR else []
 
 
-def _nodes(stacks: list[DirStack], path: str) -> Iterator[_Node]:
+def _nodes(trees: list[_Tree], path: str) -> Iterator[_Node]:
     """The entries to restore, depth first: a folder before its content, and again (``leave``) after."""
-    replica = len(stacks) - 1
-    root = lookup(stacks[replica], "")
+    replica = len(trees) - 1
+    stack = trees[replica].stack
+    assert stack is not None
+    root = lookup(stack, "")
     assert root is not None
     parts = path.split("/") if path else []
     # Depth-first stack of (node, origins of its content, remaining parts of the path).
-    pending: list[tuple[_Node, list[int], list[str]]] = [
-        (_Node("", root, replica, own=not parts), list(range(len(stacks))), parts)
+    pending: list[tuple[_Node, Origins, list[str]]] = [
+        (
+            _Node("", root, replica, own=not parts),
+            [(index, tree.stack is not None) for index, tree in enumerate(trees)],
+            parts,
+        )
     ]
     while pending:
         node, origins, rest = pending.pop()
@@ -129,7 +190,7 @@ def _nodes(stacks: list[DirStack], path: str) -> Iterator[_Node]:
             continue
         pending.append((_Node(node.rel, node.meta, node.origin, node.own, leave=True), [], []))
         children = []
-        for name, meta, origin, below in _merge(stacks, node.rel, origins, rest[0] if rest else None):
+        for name, meta, origin, below in _merge(trees, node.rel, origins, rest[0] if rest else None):
             own = node.own or len(rest) == 1
             children.append((_Node(join(node.rel, name), meta, origin, own), below, rest[1:]))
         pending.extend(reversed(children))
@@ -193,34 +254,62 @@ def restore(
 
     with ReplicaLock(rep):
         fds: list[int] = []
-        stacks: list[DirStack] = []
+        trees: list[_Tree] = []
         try:
             if moment is not None and kept is not None and os.path.isdir(kept):
-                kept_fd = open_root(kept)
-                try:
-                    for name in run_folders(kept_fd):
-                        if name >= moment:
-                            fds.append(os.open(name, DIR_FLAGS, dir_fd=kept_fd))
-                finally:
-                    os.close(kept_fd)
+                _open_runs(kept, moment, trees, fds)
             fds.append(open_root(rep))
-            stacks = [DirStack(fd) for fd in fds]
-            if rel and not any(lookup(stack, rel) is not None for stack in stacks):
-                where = f"in the replica or any version from {moment} on" if moment else "in the replica"
-                raise ConfigError(f"--path {escape(rel)}: not found {where}")
+            trees.append(_Tree(DirStack(fds[-1])))
+            if rel:
+                _check_path(trees, rel, moment)
             report = RestoreReport(goal, rel, moment)
-            _refuse_replacing(stacks, rel, goal, force)
+            _refuse_replacing(trees, rel, goal, force)
             os.makedirs(goal, exist_ok=True)
-            _write(stacks, rel, goal, report, say)
+            _write(trees, rel, goal, report, say)
         finally:
-            for stack in stacks:
-                stack.close()
+            for tree in trees:
+                if tree.stack is not None:
+                    tree.stack.close()
             for fd in fds:
                 os.close(fd)
     return report
 
 
-def _refuse_replacing(stacks: list[DirStack], rel: str, goal: str, force: bool) -> None:
+def _open_runs(kept: str, moment: str, trees: list[_Tree], fds: list[int]) -> None:
+    """Add to ``trees`` the runs from ``moment`` on, oldest first (their descriptors to ``fds``)."""
+    kept_fd = open_root(kept)
+    try:
+        folders, lists = set(run_folders(kept_fd)), set(addition_lists(kept_fd))
+        for name in sorted(folders | lists):
+            if name < moment:
+                continue
+            tree = _Tree(None)
+            if name in folders:
+                fds.append(os.open(name, DIR_FLAGS, dir_fd=kept_fd))
+                tree.stack = DirStack(fds[-1])
+            trees.append(tree)  # before reading: its descriptors are closed whatever happens
+            if name in lists:
+                try:
+                    tree.read_added(kept_fd, name)
+                except OSError as error:
+                    shown = escape(os.path.join(kept, name + ADDED_SUFFIX))
+                    raise ConfigError(
+                        f"cannot read the list of additions {shown}: {describe(error)}"
+                    ) from None
+    finally:
+        os.close(kept_fd)
+
+
+def _check_path(trees: list[_Tree], rel: str, moment: str | None) -> None:
+    """Refuse a ``--path`` that is nowhere, or that did not exist as of ``moment``."""
+    if not any(tree.stack is not None and lookup(tree.stack, rel) is not None for tree in trees):
+        where = f"in the replica or any version from {moment} on" if moment else "in the replica"
+        raise ConfigError(f"--path {escape(rel)}: not found {where}")
+    if moment is not None and not any(node.own for node in _nodes(trees, rel)):  # stops at the path
+        raise ConfigError(f"--path {escape(rel)}: did not exist as of {moment} (a run from then on added it)")
+
+
+def _refuse_replacing(trees: list[_Tree], rel: str, goal: str, force: bool) -> None:
     """Without ``force``, refuse (before writing anything) to replace what the target holds."""
     if force or not os.path.isdir(goal):
         return
@@ -228,7 +317,7 @@ def _refuse_replacing(stacks: list[DirStack], rel: str, goal: str, force: bool) 
     target = DirStack(target_fd)
     clashes = []
     try:
-        for node in _nodes(stacks, rel):
+        for node in _nodes(trees, rel):
             if node.leave or not node.rel:
                 continue
             there = lookup(target, node.rel)
@@ -246,14 +335,14 @@ def _refuse_replacing(stacks: list[DirStack], rel: str, goal: str, force: bool) 
         )
 
 
-def _write(stacks: list[DirStack], rel: str, goal: str, report: RestoreReport, say: Emit) -> None:
+def _write(trees: list[_Tree], rel: str, goal: str, report: RestoreReport, say: Emit) -> None:
     keep_owner = os.geteuid() == 0
     target_fd = open_root(goal)
     target = DirStack(target_fd)
     made: set[str] = set()  # folders created here: they get their metadata even on the way
     broken: set[str] = set()  # folders that could not be made: their content is skipped
     try:
-        for node in _nodes(stacks, rel):
+        for node in _nodes(trees, rel):
             parent, _, name = node.rel.rpartition("/")
             if node.rel and (parent in broken or node.rel in broken):
                 if node.meta.kind is Kind.DIR:
@@ -281,7 +370,9 @@ def _write(stacks: list[DirStack], rel: str, goal: str, report: RestoreReport, s
                 elif node.meta.kind is Kind.LINK:
                     copy_link(folder_fd, name, node.meta, keep_owner=keep_owner)
                 else:
-                    source_fd = stacks[node.origin].fd(parent)
+                    origin = trees[node.origin].stack
+                    assert origin is not None  # a node comes from a tree that holds it
+                    source_fd = origin.fd(parent)
                     report.bytes_copied += copy_file(
                         source_fd, target.fd(parent), name, keep_owner=keep_owner
                     )

@@ -27,8 +27,21 @@ Example::
     mirror("src", "dst", versions="/mnt/backup/VERSIONS", keep_versions="30d,10")
     # dst/notes.txt overwritten -> its old bytes in VERSIONS/2026-03-01_030000/notes.txt
 
+A run also lists what it *adds* (entries where the replica had none), so
+that ``restore --at`` can leave them out: ``PATH/YYYY-MM-DD_HHMMSS.added``
+beside the run folders, the paths relative to the replica, each ended by a
+NUL byte (the one byte a path cannot hold, so names with newlines need no
+escaping). Only the top of an added tree is listed (what a new folder holds
+is new too). The list is written to a temporary while the run goes (memory
+stays flat however much is added) and renamed into place at the end; a run
+that adds nothing writes none. Into an empty replica everything is new:
+the list is the one record ``"."`` however much is added, and the very
+first run (nothing in ``PATH`` yet) writes not even that, since there is
+nothing before it to go back to. A run that only adds makes no run folder.
+
 Retention (:class:`synchro.options.KeepVersions`) is applied at the end of a
-successful run: run folders that no rule keeps are removed (``PRUNED``).
+successful run: run folders that no rule keeps are removed (``PRUNED``), and
+with them the addition lists no complete restore can use any more.
 
 Like the engine, the keeper works relative to folders opened with
 ``O_NOFOLLOW``, in the replica and in the versions folder alike.
@@ -41,9 +54,10 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import BinaryIO
 
 from .errors import ConfigError
 from .fds import DIR_FLAGS, DirStack, open_root
@@ -51,7 +65,7 @@ from .fdtree import lookup, make_folder, remove_tree, tree_size
 from .filecopy import SourceChanged, SourceVanished, copy_file, copy_link, set_folder_meta
 from .log import escape
 from .options import KeepVersions, MirrorOptions
-from .plan import Action, Op
+from .plan import TEMP_PREFIX, Action, Op
 from .scan import Kind, Meta, describe, meta_of
 
 VERSION_FORMAT = "%Y-%m-%d_%H%M%S"
@@ -59,6 +73,13 @@ VERSION_NAME = re.compile(r"(\d{4})-(\d{2})-(\d{2})_(\d{2})(\d{2})(\d{2})")
 # A run folder name already taken (two runs in one second, or a killed run
 # of this second) moves the new one a second later, at most this many times.
 NAME_TRIES = 3600
+# ``<run name>.added``: the list of what that run added (see the module docstring).
+ADDED_SUFFIX = ".added"
+# The one record of a run into an empty replica: everything is its own (no
+# entry is named ".", so it cannot be mistaken for one).
+EVERYTHING = "."
+# Lists are read and written in chunks of this size: memory stays flat.
+ADDED_CHUNK = 1 << 20
 
 Emit = Callable[[str], None]
 Clock = Callable[[], datetime]
@@ -118,11 +139,16 @@ class Keeper:
 
     Made by :func:`make_keeper` for one run and handed to the apply step
     (:class:`synchro.apply.ApplyContext`), which calls :meth:`keep` right
-    before it overwrites or deletes a replica entry. The run folder is
-    created on the first entry kept, so a run that changes nothing leaves
-    nothing. :meth:`close` sets the permissions and times of the folders it
-    made (after their content, as the mirror does); :meth:`prune` applies
-    the retention.
+    before it overwrites or deletes a replica entry, and :meth:`added` right
+    after it makes an entry where there was none. The run folder is created
+    on the first entry kept, the list of additions on the first one added,
+    so a run that changes nothing leaves nothing. :meth:`close` sets the
+    permissions and times of the folders it made (after their content, as
+    the mirror does) and puts the list in place; :meth:`prune` applies the
+    retention.
+
+    ``fresh``: the replica was empty before this run, whose additions are
+    therefore listed as one record (see the module docstring).
     """
 
     def __init__(
@@ -133,14 +159,27 @@ class Keeper:
         *,
         clock: Clock = datetime.now,
         keep_owner: bool = False,
+        fresh: bool = False,
     ) -> None:
         self.root = root  # resolved by synchro.roots.check_versions
         self.retention = retention
         self._emit = emit
         self._clock = clock
         self._keep_owner = keep_owner
+        self._fresh = fresh
         self.started = clock()
         self.name: str | None = None  # the run folder's name, once made
+        self.added_name: str | None = None  # the run name its list of additions got, once in place
+        # The list of additions while the run goes: a temporary in the
+        # versions folder (held open, as is that folder), renamed at close.
+        self._added: BinaryIO | None = None
+        self._added_root = -1
+        self._added_temp = f"{TEMP_PREFIX}{version_name(self.started)}{ADDED_SUFFIX}"
+        self._added_done = False  # nothing more to list: everything said, or the list given up
+        # The last folder this run added, with a "/": what is below it is new
+        # too and goes without saying. The plan is depth first, so that
+        # comes right after it: one path to remember, not a set of them.
+        self._added_under: str | None = None
         self._run_fd = -1
         self._stack: DirStack | None = None
         # Version folders made by this run: the replica folder's metadata to
@@ -212,6 +251,82 @@ class Keeper:
                     os.unlink(name, dir_fd=rep_dir)
         suffix = "/" if is_folder else ""
         self._emit(f"KEPT {escape(action.path)}{suffix} -> {escape(self.folder or '')}/")
+
+    def added(self, action: Action) -> None:
+        """Note that ``action`` made a replica entry where there was none (for ``restore --at``).
+
+        Called right after the entry is made (the list holds only what
+        exists). Never raises: a list that cannot be written is one
+        ``WARNING`` line, the run goes on (its additions are in place).
+        """
+        if self._added_done:
+            return
+        if self._fresh:
+            # Into an empty replica everything is this run's: one record says so.
+            self._added_done = True
+            if not self._history():
+                return  # the first run: nothing before it to go back to, so nothing at all
+            path = EVERYTHING
+        else:
+            path = action.path
+            if self._added_under is not None and path.startswith(self._added_under):
+                return
+        try:
+            stream = self._added if self._added is not None else self._open_added()
+            # Buffered: a system call per many paths, not per path.
+            stream.write(os.fsencode(path) + b"\0")
+        except OSError as error:
+            self._drop_added(describe(error))
+            return
+        if action.op is Op.MKDIR and path != EVERYTHING:
+            self._added_under = path + "/"
+
+    def _open_added(self) -> BinaryIO:
+        """Create the temporary list of additions (and the versions folder, not its parents)."""
+        root_fd = self._open_root()
+        try:
+            fd = os.open(
+                self._added_temp,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=root_fd,
+            )
+        except OSError:
+            os.close(root_fd)
+            raise
+        self._added_root = root_fd
+        self._added = os.fdopen(fd, "wb", buffering=ADDED_CHUNK)
+        return self._added
+
+    def _history(self) -> bool:
+        """Whether the versions folder holds a run folder or a list: a past to go back to."""
+        try:
+            root_fd = open_root(self.root)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # then the list cannot be written either: a WARNING says so
+        try:
+            return bool(run_folders(root_fd) or addition_lists(root_fd))
+        finally:
+            os.close(root_fd)
+
+    def _drop_added(self, reason: str) -> None:
+        """Give up the list of additions: remove its temporary, say so once."""
+        self._added_done = True
+        stream, root_fd = self._added, self._added_root
+        self._added, self._added_root = None, -1
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()  # closes the descriptor even when the last write fails
+        if root_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.unlink(self._added_temp, dir_fd=root_fd)
+            os.close(root_fd)
+        self._emit(
+            f"WARNING cannot list the entries this run added in {escape(self.root)}: {escape(reason)}; "
+            "a restore --at before this run will include them"
+        )
 
     def _move(self, rep_dir: int, target: int, name: str) -> bool:
         """Rename the entry into the version folder; False where that needs a copy (or it is gone)."""
@@ -296,14 +411,12 @@ class Keeper:
     def _open_run(self) -> DirStack:
         """Create this run's folder (and the versions folder, not its parents)."""
         try:
-            with contextlib.suppress(FileExistsError):
-                # Not makedirs: a versions folder on a drive that is not
-                # mounted must not be made on the root disk.
-                os.mkdir(self.root, 0o700)
-            root_fd = open_root(self.root)
+            root_fd = self._open_root()
             try:
                 for offset in range(NAME_TRIES):
                     name = version_name(self.started + timedelta(seconds=offset))
+                    if _exists(root_fd, name + ADDED_SUFFIX):
+                        continue  # an earlier run of that second that only added: not ours
                     try:
                         os.mkdir(name, 0o700, dir_fd=root_fd)
                     except FileExistsError:
@@ -326,14 +439,56 @@ class Keeper:
         self._stack = DirStack(self._run_fd)
         return self._stack
 
+    def _open_root(self) -> int:
+        """Open the versions folder, made if needed."""
+        with contextlib.suppress(FileExistsError):
+            # Not makedirs: a versions folder on a drive that is not
+            # mounted must not be made on the root disk.
+            os.mkdir(self.root, 0o700)
+        return open_root(self.root)
+
+    def _free_name(self, root_fd: int) -> str:
+        """A run name for a run that only added: taken by no run folder nor list."""
+        for offset in range(NAME_TRIES):
+            name = version_name(self.started + timedelta(seconds=offset))
+            if not _exists(root_fd, name) and not _exists(root_fd, name + ADDED_SUFFIX):
+                return name
+        raise OSError(f"no free name in {escape(self.root)}")
+
     # --- the end of a run ---------------------------------------------------------------------
 
     def close(self) -> None:
-        """Give the folders this run made their metadata (deepest first) and release them.
+        """Give the folders this run made their metadata (deepest first), put the list of
+        additions in place, and release them.
 
-        Never raises: the kept entries are in place, only a folder's
-        permissions or times would be off (one ``WARNING`` line).
+        Called however the run ends (an interrupted run's additions are
+        listed too). Never raises: the kept entries are in place, only a
+        folder's permissions or times would be off, or the list missing (one
+        ``WARNING`` line each).
         """
+        self._close_folders()
+        self._publish_added()
+
+    def _publish_added(self) -> None:
+        """Rename the list of additions to ``<run name>.added``: complete, or not there at all."""
+        stream, root_fd = self._added, self._added_root
+        if stream is None:
+            return
+        try:
+            stream.flush()
+            os.fsync(stream.fileno())
+            stream.close()
+            self._added = None
+            name = self.name if self.name is not None else self._free_name(root_fd)
+            os.replace(self._added_temp, name + ADDED_SUFFIX, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+        except OSError as error:
+            self._drop_added(describe(error))
+            return
+        self._added_root = -1
+        os.close(root_fd)
+        self.added_name = name
+
+    def _close_folders(self) -> None:
         if self._stack is None:
             return
         problem = ""
@@ -353,7 +508,8 @@ class Keeper:
 
     def prune(self) -> list[str]:
         """Apply the retention now (the end of a successful run); return the names removed."""
-        return prune_versions(self.root, self.retention, self._clock(), self._emit, current=self.name)
+        current = self.name if self.name is not None else self.added_name
+        return prune_versions(self.root, self.retention, self._clock(), self._emit, current=current)
 
 
 def _exists(dir_fd: int, name: str) -> bool:
@@ -371,11 +527,26 @@ def make_keeper(
     *,
     clock: Clock = datetime.now,
     keep_owner: bool = False,
+    replica_fd: int | None = None,
 ) -> Keeper | None:
-    """The keeper of one run: None without a versions folder, or for a dry run (which moves nothing)."""
+    """The keeper of one run: None without a versions folder, or for a dry run (which moves nothing).
+
+    ``replica_fd`` is the replica folder before the run (-1: not there):
+    into an empty one, the run's additions are one record (or none).
+    """
     if versions is None or options.dry_run:
         return None
-    return Keeper(versions, options.keep_versions, emit, clock=clock, keep_owner=keep_owner)
+    fresh = replica_fd is not None and (replica_fd < 0 or _is_empty(replica_fd))
+    return Keeper(versions, options.keep_versions, emit, clock=clock, keep_owner=keep_owner, fresh=fresh)
+
+
+def _is_empty(dir_fd: int) -> bool:
+    try:
+        # One entry read, not the whole listing (scandir rewinds the shared descriptor).
+        with os.scandir(dir_fd) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False  # unknown: list the additions, the safe side
 
 
 # --- retention --------------------------------------------------------------------------------
@@ -396,6 +567,39 @@ def run_folders(root_fd: int) -> list[str]:
     return sorted(names)
 
 
+def addition_lists(root_fd: int) -> list[str]:
+    """The names of the runs with a list of additions in an open versions folder, oldest first."""
+    names = []
+    for entry in os.listdir(root_fd):
+        name = entry.removesuffix(ADDED_SUFFIX)
+        if name == entry or version_time(name) is None:
+            continue
+        try:
+            st = os.stat(entry, dir_fd=root_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            names.append(name)
+    return sorted(names)
+
+
+def read_added(root_fd: int, name: str) -> Iterator[str]:
+    """The paths run ``name`` added, as listed: relative to the replica, or ``EVERYTHING``.
+
+    Only used to leave entries out, never to open anything, so a damaged
+    list can make a restore miss entries but never reach outside it. An
+    unterminated last record (a list cut short) is ignored.
+    """
+    fd = os.open(name + ADDED_SUFFIX, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
+    with os.fdopen(fd, "rb", buffering=0) as stream:
+        rest = b""
+        while chunk := stream.read(ADDED_CHUNK):
+            *records, rest = (rest + chunk).split(b"\0")
+            for record in records:
+                if record:
+                    yield os.fsdecode(record)
+
+
 def to_prune(names: list[str], keep: KeepVersions, now: datetime) -> list[str]:
     """The run folders (oldest first) that no rule keeps at ``now``; pure."""
     if keep.forever:
@@ -414,6 +618,37 @@ def to_prune(names: list[str], keep: KeepVersions, now: datetime) -> list[str]:
     return sorted(doomed)
 
 
+def stale_lists(
+    lists: list[str], removed: list[str], remaining: list[str], keep: KeepVersions, now: datetime
+) -> list[tuple[str, str]]:
+    """The addition lists to remove after pruning: (run name, why), oldest first; pure.
+
+    ``restore --at T`` is exact while every run from T on still has its
+    run folder and its list. So a list goes when a run folder at or after
+    it is pruned (``removed``): the restores it served are incomplete
+    anyway. Otherwise it stays, even older than every remaining run folder
+    (``remaining``), with one bound: under an age rule, a list older than
+    that age and than every remaining run folder goes too (a pair that only
+    ever adds would keep them forever). The count rule counts run folders
+    only.
+    """
+    if keep.forever:
+        return []
+    horizon = max(removed, default=None)
+    oldest = min(remaining, default=None)
+    max_age = keep.max_age
+    doomed = []
+    for name in lists:
+        if horizon is not None and name <= horizon:
+            doomed.append((name, "goes with the pruned run folders"))
+            continue
+        moment = version_time(name)
+        assert moment is not None
+        if max_age is not None and _naive(now) - moment > max_age and (oldest is None or name < oldest):
+            doomed.append((name, f"older than {keep.days} day{'s' if keep.days != 1 else ''}"))
+    return doomed
+
+
 def _prune_reason(keep: KeepVersions) -> str:
     reasons = []
     if keep.days is not None:
@@ -426,12 +661,13 @@ def _prune_reason(keep: KeepVersions) -> str:
 def prune_versions(
     root: str, keep: KeepVersions, now: datetime, emit: Emit, *, current: str | None = None
 ) -> list[str]:
-    """Remove the run folders of ``root`` that ``keep`` lets go; log each (``PRUNED``).
+    """Remove the run folders of ``root`` that ``keep`` lets go, and the addition lists that
+    go with them (:func:`stale_lists`); log each (``PRUNED``). Return the run folders removed.
 
-    A folder that cannot be removed is a ``WARNING``: pruning never fails a run.
+    Leftover temporary lists (of a killed run) are removed whatever the
+    retention. Whatever cannot be removed is a ``WARNING``: pruning never
+    fails a run.
     """
-    if keep.forever:
-        return []
     try:
         root_fd = open_root(root)
     except FileNotFoundError:
@@ -439,9 +675,13 @@ def prune_versions(
     except OSError as error:
         emit(f"WARNING cannot prune versions in {escape(root)}: {describe(error)}")
         return []
-    removed = []
+    removed: list[str] = []
     try:
-        for name in to_prune(run_folders(root_fd), keep, now):
+        _remove_temporaries(root_fd, root, emit)
+        if keep.forever:
+            return []
+        folders = run_folders(root_fd)
+        for name in to_prune(folders, keep, now):
             if name == current:
                 continue  # this run's own versions (a clock set backwards)
             try:
@@ -451,9 +691,35 @@ def prune_versions(
                 continue
             removed.append(name)
             emit(f"PRUNED {escape(os.path.join(root, name))}/ ({_prune_reason(keep)})")
+        remaining = [name for name in folders if name not in removed]
+        for name, reason in stale_lists(addition_lists(root_fd), removed, remaining, keep, now):
+            if name == current:
+                continue
+            shown = escape(os.path.join(root, name + ADDED_SUFFIX))
+            try:
+                os.unlink(name + ADDED_SUFFIX, dir_fd=root_fd)
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                emit(f"WARNING cannot prune {shown}: {describe(error)}")
+                continue
+            emit(f"PRUNED {shown} ({reason})")
     finally:
         os.close(root_fd)
     return removed
+
+
+def _remove_temporaries(root_fd: int, root: str, emit: Emit) -> None:
+    """Remove the temporary lists of additions that killed runs left (the current one is in place)."""
+    for name in os.listdir(root_fd):
+        if not (name.startswith(TEMP_PREFIX) and name.endswith(ADDED_SUFFIX)):
+            continue
+        try:
+            os.unlink(name, dir_fd=root_fd)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            emit(f"WARNING cannot remove {escape(os.path.join(root, name))}: {describe(error)}")
 
 
 # --- listing ------------------------------------------------------------------------------------

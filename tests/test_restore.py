@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from test_tasks import Inv, one_line_error
-from treeutil import BASE_NS, Link, assert_mirror, build, diff, snapshot, write
+from treeutil import BASE_NS, Link, assert_mirror, build, diff, set_mtime, snapshot, write
 
 import synchro
 from synchro import ConfigError, runner
@@ -254,3 +254,136 @@ def test_a_restore_waits_for_no_run_it_is_refused(backups: Backups) -> None:
 
     assert one_line_error(result, code=4).endswith("is locked by another synchro run; try again later")
     assert not (backups.root / "r").exists()
+
+
+# --- what later runs added --------------------------------------------------------------------
+
+T4 = T1 + timedelta(days=3)
+
+
+@pytest.fixture
+def additions(tmp_path: Path) -> Backups:
+    """Four runs: T1 makes the replica; T2, T3 and T4 add, replace, delete and add back."""
+    b = Backups(tmp_path)
+    build(b.src, {"a.txt": "a, first", "gone.txt": "gone, first", "stays": {"s.txt": "s"}}, mtime_ns=BASE_NS)
+    b.run(T1)
+    b.first = snapshot(b.rep)  # type: ignore[attr-defined]
+    write(b.src / "a.txt", "a, second", BASE_NS + 1)  # replaced by T2
+    os.unlink(b.src / "gone.txt")  # deleted by T2, added back by T4
+    build(b.src, {"new.txt": "new, first", "newdir": {"x.txt": "x, first"}}, mtime_ns=BASE_NS + 1)
+    build(b.src / "stays", {"inner-new.txt": "added in an old folder"}, mtime_ns=BASE_NS + 1)
+    # A folder's own times are kept only with a version inside it, as before: set back
+    # here, so that the states compare whole.
+    set_mtime(b.src / "stays", BASE_NS)
+    b.run(T2)
+    b.second = snapshot(b.rep)  # type: ignore[attr-defined]
+    write(b.src / "new.txt", "new, second", BASE_NS + 2)  # added by T2, replaced by T3
+    write(b.src / "newdir" / "x.txt", "x, second", BASE_NS + 2)
+    write(b.src / "later.txt", "later", BASE_NS + 2)  # added by T3
+    b.run(T3)
+    b.third = snapshot(b.rep)  # type: ignore[attr-defined]
+    write(b.src / "gone.txt", "gone, back again", BASE_NS + 3)
+    b.run(T4)  # only adds: a list, no run folder
+    return b
+
+
+@pytest.mark.parametrize(
+    ("at", "state"),
+    [
+        (name(T2), "first"),
+        (name(T2 - timedelta(hours=5)), "first"),  # any moment: the first run from then on
+        (name(T3), "second"),
+        (name(T4), "third"),
+    ],
+)
+def test_restore_as_of_a_run_leaves_out_what_that_run_and_later_ones_added(
+    additions: Backups, at: str, state: str
+) -> None:
+    assert sorted(os.listdir(additions.versions)) == [
+        f"{name(T2)}",
+        f"{name(T2)}.added",
+        f"{name(T3)}",
+        f"{name(T3)}.added",
+        f"{name(T4)}.added",
+    ]
+    target = additions.root / "then"
+
+    report = additions.restore(target, at=at)
+
+    assert report.exit_code == 0
+    # Exactly the replica just before that run: nothing more, nothing less.
+    assert diff(getattr(additions, state), snapshot(target), ignore=["."]) == []
+
+
+def test_added_then_replaced_stays_out_and_deleted_then_added_back_comes_back(additions: Backups) -> None:
+    result = additions.inv("restore", "--pair", "docs", "--at", name(T2), "--to", "then", "-v")
+
+    assert result.returncode == 0, result.stderr
+    then = additions.root / "then"
+    assert (then / "gone.txt").read_text() == "gone, first"  # deleted by T2, added back by T4
+    assert (then / "a.txt").read_text() == "a, first"
+    for absent in ("new.txt", "newdir", "later.txt", "stays/inner-new.txt"):
+        assert not os.path.lexists(then / absent), absent  # new.txt: a version of it is kept by T3
+    assert "RESTORED new.txt" not in result.stdout.splitlines()
+    assert (additions.versions / name(T3) / "new.txt").read_text() == "new, first"
+
+
+def test_a_path_added_after_the_moment_is_refused_one_line(additions: Backups) -> None:
+    before = snapshot(additions.root, content=False)
+
+    with pytest.raises(ConfigError) as caught:
+        additions.restore(additions.root / "r", path="newdir/x.txt", at=name(T2))
+
+    assert str(caught.value) == (
+        f"--path newdir/x.txt: did not exist as of {name(T2)} (a run from then on added it)"
+    )
+    assert snapshot(additions.root, content=False) == before  # nothing written
+    found = additions.restore(additions.root / "r", path="newdir/x.txt", at=name(T3))
+    assert found.entries == 1
+    assert (additions.root / "r" / "newdir" / "x.txt").read_text() == "x, first"
+
+
+def test_restore_ignores_a_killed_runs_temporary_list(additions: Backups) -> None:
+    # What a run killed with kill -9 leaves: its list never renamed into place.
+    stray = additions.versions / f".synchro-tmp-{name(T4)}.added"
+    stray.write_bytes(b"a.txt\0stays\0")
+
+    report = additions.restore(additions.root / "then", at=name(T4))
+
+    assert report.exit_code == 0
+    assert diff(additions.third, snapshot(additions.root / "then"), ignore=["."]) == []  # type: ignore[attr-defined]
+
+
+def test_a_folder_deleted_then_added_again_comes_back_as_it_was(tmp_path: Path) -> None:
+    b = Backups(tmp_path)
+    build(b.src, {"box": {"old.txt": "old"}, "other.txt": "o"}, mtime_ns=BASE_NS)
+    b.run(T1)
+    before_t2 = snapshot(b.rep)
+    shutil.rmtree(b.src / "box")
+    b.run(T2)  # keeps box/ whole
+    build(b.src, {"box": {"new.txt": "new", "sub": {"deep.txt": "deep"}}}, mtime_ns=BASE_NS + 1)
+    b.run(T3)  # adds box/ anew: only "box" is listed
+
+    report = b.restore(tmp_path / "then", at=name(T2))
+
+    assert report.exit_code == 0
+    assert diff(before_t2, snapshot(tmp_path / "then"), ignore=["."]) == []  # no new.txt, no sub/
+
+
+def test_a_replica_emptied_then_filled_again_lists_one_record(tmp_path: Path) -> None:
+    b = Backups(tmp_path)
+    build(b.src, {"a.txt": "a, first", "box": {"in.txt": "in"}}, mtime_ns=BASE_NS)
+    b.run(T1)  # the first run: nothing before it, nothing listed
+    first = snapshot(b.rep)
+    shutil.rmtree(b.src)
+    b.src.mkdir()
+    emptied = synchro.mirror(b.src, b.rep, versions=b.versions, clock=lambda: T2, max_delete="100%")
+    build(b.src, {"a.txt": "a, second", "b.txt": "b", "box": {"other.txt": "other"}}, mtime_ns=BASE_NS + 1)
+    b.run(T3)  # into an empty replica: everything is new, one record says so
+
+    assert emptied.ok and sorted(os.listdir(b.versions)) == [name(T2), f"{name(T3)}.added"]
+    assert (b.versions / f"{name(T3)}.added").read_bytes() == b".\0"
+    b.restore(tmp_path / "at-t2", at=name(T2))
+    b.restore(tmp_path / "at-t3", at=name(T3))
+    assert diff(first, snapshot(tmp_path / "at-t2"), ignore=["."]) == []
+    assert os.listdir(tmp_path / "at-t3") == []  # the replica was empty before T3

@@ -40,6 +40,8 @@ from synchro.config import parse_config
 from synchro.filecopy import default_opener
 from synchro.options import KeepVersions, parse_keep_versions
 from synchro.plan import Action
+from synchro.restore import restore
+from synchro.versions import list_versions
 
 T1 = datetime(2026, 3, 1, 3, 0, 0)
 
@@ -179,10 +181,11 @@ def test_a_dry_run_moves_nothing(pair: Pair, versions: Path) -> None:
     build(pair.src, {"f": "old"}, mtime_ns=BASE_NS)
     run(pair, versions, T1)
     write(pair.src / "f", "new!", BASE_NS + 1)
+    write(pair.src / "added", "would be added")
 
     report = run(pair, versions, T1 + timedelta(hours=1), dry_run=True)
 
-    assert report.overwritten == ["f"]
+    assert report.overwritten == ["f"] and report.added == ["added"]
     assert (pair.rep / "f").read_text() == "old"
     assert runs_in(versions) == []
 
@@ -218,6 +221,202 @@ def test_a_version_that_cannot_be_kept_leaves_the_replica_entry_alone(
     assert all(reason.startswith("cannot keep the old version") for _, reason in report.failed)
     assert (pair.rep / "f").read_text() == "precious"  # never overwritten without its version
     assert (pair.rep / "g").read_text() == "also"
+
+
+# --- what a run adds ---------------------------------------------------------------------------
+
+
+def added_in(versions: Path, run_name: str) -> set[str]:
+    """The paths in the list of additions of run ``run_name``: NUL-ended records."""
+    data = (versions / f"{run_name}.added").read_bytes()
+    assert data.endswith(b"\0")
+    return {os.fsdecode(record) for record in data[:-1].split(b"\0")}
+
+
+def test_the_first_run_into_an_empty_replica_lists_nothing(pair: Pair, versions: Path) -> None:
+    tree: dict[str, Any] = {f"top{index}": "t" for index in range(100)}
+    tree.update({f"d{folder}": {f"f{index}": "f" for index in range(50)} for folder in range(4)})
+    build(pair.src, tree, mtime_ns=BASE_NS)
+
+    report = run(pair, versions, T1)
+
+    assert report.ok and len(report.added) == 100 + 4 + 4 * 50
+    assert not versions.exists()  # nothing kept, and nothing before it to go back to
+
+
+def test_a_run_that_only_adds_lists_the_tops_of_what_it_added_and_makes_no_run_folder(
+    pair: Pair, versions: Path
+) -> None:
+    build(pair.src, {"old.txt": "old", "sub": {"s.txt": "s"}}, mtime_ns=BASE_NS)
+    run(pair, versions, T1)
+    build(
+        pair.src,
+        {
+            "new\nline.txt": "a name with a newline",
+            "tree": {"a": "a", "deeper": {"b": "b", "empty": {}}},
+            "link": Link("old.txt"),
+        },
+        mtime_ns=BASE_NS + 1,
+    )
+    write(pair.src / "sub" / "added.txt", "in a folder that was there")
+    later = T1 + timedelta(days=1)
+
+    report = run(pair, versions, later)
+
+    assert report.ok and len(report.added) == 8
+    assert_mirror(pair.src, pair.rep)
+    assert runs_in(versions) == [f"{name(later)}.added"]  # a list, no run folder
+    # What a new folder holds goes without saying: "tree" alone, not a line per entry.
+    assert added_in(versions, name(later)) == {"new\nline.txt", "tree", "link", "sub/added.txt"}
+    assert list_versions(str(versions)) == []  # inv versions lists run folders only
+
+
+def test_runs_of_one_second_get_distinct_names_whether_they_keep_or_only_add(
+    pair: Pair, versions: Path
+) -> None:
+    build(pair.src, {"f": "one"}, mtime_ns=BASE_NS)
+    run(pair, versions, T1)
+    write(pair.src / "a", "added first")
+    run(pair, versions, T1)
+    write(pair.src / "b", "added second")
+    run(pair, versions, T1)
+    write(pair.src / "f", "two", BASE_NS + 1)
+    write(pair.src / "c", "added third")
+
+    run(pair, versions, T1)  # keeps f and adds c: the next name free of both
+
+    first, second, third = (name(T1 + timedelta(seconds=offset)) for offset in range(3))
+    assert runs_in(versions) == [f"{first}.added", f"{second}.added", third, f"{third}.added"]
+    assert [added_in(versions, run_name) for run_name in (first, second, third)] == [{"a"}, {"b"}, {"c"}]
+    assert (versions / third / "f").read_text() == "one"
+
+
+def test_the_count_rule_counts_run_folders_only_and_lists_go_with_them(pair: Pair, versions: Path) -> None:
+    clock = Clock(T1)
+
+    def day(number: int) -> datetime:
+        return T1 + timedelta(days=number)
+
+    write(pair.src / "f", "version 0", BASE_NS)
+    run(pair, versions, clock)
+    clock.now = day(1)
+    _change_and_run(pair, versions, clock, 1, "2")  # a run folder
+    for number in (2, 3):  # lists only
+        clock.now = day(number)
+        write(pair.src / f"added{number}", f"added on day {number}")
+        assert run(pair, versions, clock, keep_versions="2").ok
+    clock.now = day(4)
+    _change_and_run(pair, versions, clock, 4, "2")
+    assert runs_in(versions) == [name(day(1)), f"{name(day(2))}.added", f"{name(day(3))}.added", name(day(4))]
+
+    clock.now = day(5)
+    _change_and_run(pair, versions, clock, 5, "2")  # day 1 goes; the lists after it still serve
+
+    assert runs_in(versions) == [f"{name(day(2))}.added", f"{name(day(3))}.added", name(day(4)), name(day(5))]
+    then = versions.parent / "then"
+    restore(pair.rep, then, at=name(day(2)), versions=versions)
+    assert sorted(os.listdir(then)) == ["f"] and (then / "f").read_text() == "version 1"
+
+    clock.now = day(6)
+    _change_and_run(pair, versions, clock, 6, "2")  # day 4 goes, and the lists before it
+
+    assert runs_in(versions) == [name(day(5)), name(day(6))]
+    pruned = [message for message in log_messages(pair.logs) if message.startswith("PRUNED ")]
+    assert pruned == [
+        f"PRUNED {versions / name(day(1))}/ (not one of the 2 newest)",
+        f"PRUNED {versions / name(day(4))}/ (not one of the 2 newest)",
+        f"PRUNED {versions / name(day(2))}.added (goes with the pruned run folders)",
+        f"PRUNED {versions / name(day(3))}.added (goes with the pruned run folders)",
+    ]
+
+
+def test_under_an_age_rule_old_lists_go_even_without_run_folders(pair: Pair, versions: Path) -> None:
+    clock = Clock(T1)
+    write(pair.src / "f", "f", BASE_NS)
+    run(pair, versions, clock)
+    for number in (1, 20, 40):
+        clock.now = T1 + timedelta(days=number)
+        write(pair.src / f"added{number}", "new")
+        assert run(pair, versions, clock, keep_versions="30d").ok
+
+    assert runs_in(versions) == [f"{name(T1 + timedelta(days=number))}.added" for number in (20, 40)]
+    assert f"PRUNED {versions / name(T1 + timedelta(days=1))}.added (older than 30 days)" in log_messages(
+        pair.logs
+    )
+
+
+def test_a_list_that_cannot_be_written_is_a_warning_not_a_failure(
+    pair: Pair, versions: Path, immutable: object
+) -> None:
+    build(pair.src, {"f": "f"}, mtime_ns=BASE_NS)
+    run(pair, versions, T1)
+    versions.mkdir()
+    immutable(versions)  # type: ignore[operator]
+    write(pair.src / "new.txt", "new")
+
+    report = run(pair, versions, T1 + timedelta(days=1))
+
+    assert report.ok and report.added == ["new.txt"]
+    assert (pair.rep / "new.txt").read_text() == "new"
+    assert (
+        f"WARNING cannot list the entries this run added in {versions}: Operation not permitted; "
+        "a restore --at before this run will include them"
+    ) in log_messages(pair.logs)
+    assert runs_in(versions) == []
+
+
+ADDING_CHILD = r"""
+import json, os, sys
+import synchro
+from synchro import Hooks
+
+args = json.loads(sys.argv[1])
+seen = 0
+
+def before_action(action):
+    global seen
+    if action.op.name == "COPY" and action.rep is None:
+        if seen == args["stop_at"]:
+            print("READY", flush=True)
+            os.read(0, 1)  # the parent kills us here
+        seen += 1
+
+synchro.mirror(args["src"], args["rep"], versions=args["versions"], hooks=Hooks(before_action=before_action))
+"""
+
+
+def test_kill_9_while_adding_leaves_only_a_temporary_that_the_next_run_removes(
+    pair: Pair, versions: Path
+) -> None:
+    build(pair.src, {"f": "f"}, mtime_ns=BASE_NS)
+    run(pair, versions, T1)
+    build(pair.src, {f"new{index}": f"new {index}" for index in range(10)}, mtime_ns=BASE_NS + 1)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            ADDING_CHILD,
+            json.dumps({"src": str(pair.src), "rep": str(pair.rep), "versions": str(versions), "stop_at": 5}),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == "READY\n", child.communicate(timeout=30)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    [temporary] = os.listdir(versions)  # no list in place, no run folder
+    assert temporary.startswith(".synchro-tmp-") and temporary.endswith(".added")
+
+    later = T1 + timedelta(days=1)
+    assert run(pair, versions, later).ok
+
+    assert_mirror(pair.src, pair.rep)
+    assert runs_in(versions) == [f"{name(later)}.added"]  # the temporary is gone
+    assert len(added_in(versions, name(later))) == 5  # what the killed run did not add
 
 
 # --- across file systems ----------------------------------------------------------------------
