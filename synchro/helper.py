@@ -337,7 +337,7 @@ def _die_with_parent(parent: int) -> None:
     """Ask Linux for a SIGTERM when the parent dies (its lock goes with it)."""
     signal.signal(signal.SIGTERM, _terminate)
     if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
+        with contextlib.suppress(ImportError, OSError, AttributeError):
             import ctypes  # only here: the main process never needs it
 
             pr_set_pdeathsig = 1
