@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -29,7 +29,7 @@ from .plan import Action, Op, PlanRules
 from .report import Report
 from .roots import Roots, check_roots
 from .scan import describe
-from .walk import Plan, Walk, build_plan
+from .walk import Plan, Walk, build_plan, steps_now
 
 GUARD_SHOWN = 10  # how many of the paths a refused run would delete are logged
 
@@ -285,17 +285,16 @@ def _log_plan(plan: Plan, report: Report, log: DailyLog) -> None:
 def _helper_apply(log: DailyLog, report: Report, options: MirrorOptions, rules: PlanRules) -> ApplyPart:
     """How the helper applies its part: same options, its own report, the same log file."""
 
-    def apply_part(actions: list[Action], src: DirStack, rep: DirStack) -> tuple[Report, str]:
+    def apply_part(parts: Iterable[list[Action]], src: DirStack, rep: DirStack) -> tuple[Report, str]:
         console = io.StringIO() if log.console is not None else None
         part_log = log.sibling(console)
         part = Report(report.source, report.replica, dry_run=options.dry_run)
+        ctx = ApplyContext(
+            src, rep, part, part_log.write, dry_run=options.dry_run, keep_owner=rules.keep_owner
+        )
         try:
-            apply_plan(
-                actions,
-                ApplyContext(
-                    src, rep, part, part_log.write, dry_run=options.dry_run, keep_owner=rules.keep_owner
-                ),
-            )
+            for actions in parts:
+                apply_plan(actions, ctx)
         finally:
             part_log.close()
         return part, console.getvalue() if console is not None else ""
@@ -309,8 +308,9 @@ def _join_plans(plan: Plan, helper: Helper, walk: Walk, log: DailyLog) -> bool:
         part = helper.planned()
     except HelperStopped as error:
         log.write(f"WARNING the helper process stopped: {error}; its part is planned here")
-        for unit in helper.units:
-            walk.run(unit)
+        assert walk.rep is not None  # a helper is made only with a replica
+        for rel in helper.given:
+            walk.run(steps_now(walk.src, walk.rep, rel))
         return False
     plan.replica_files += part.replica_files
     plan.deletions.extend(part.deletions)
@@ -330,9 +330,16 @@ def _start_part(helper: Helper, log: DailyLog) -> bool:
 
 
 def _join_part(helper: Helper, started: bool, ctx: ApplyContext, walk: Walk, log: DailyLog) -> None:
-    """Add the helper's outcome to the report, or do its part here if it stopped."""
+    """Help the helper finish, add its outcome to the report, or do its part here if it stopped.
+
+    A sub-tree done here is planned anew (the helper's plan of it stays
+    there): what its listing finds unreadable was reported from the
+    helper's plan already, so only the actions count.
+    """
     if started:
         try:
+            while (rel := helper.steal()) is not None:
+                _apply_anew(walk, [rel], ctx)
             part, console = helper.result()
         except HelperStopped as error:
             log.write(f"WARNING the helper process stopped: {error}; its part is done here")
@@ -340,11 +347,16 @@ def _join_part(helper: Helper, started: bool, ctx: ApplyContext, walk: Walk, log
             ctx.report.absorb(part)
             log.show(console)
             return
-    # Planned anew: what it did before it stopped is in place by now, and
-    # the guard has passed for the whole run already.
-    for unit in helper.units:
-        walk.run(unit)
-    _log_problems(walk.plan, ctx.report, log)
+    # What it did before it stopped is in place by now, and the guard has
+    # passed for the whole run already.
+    _apply_anew(walk, helper.left(), ctx)
+
+
+def _apply_anew(walk: Walk, rels: list[str], ctx: ApplyContext) -> None:
+    """Plan the sub-trees ``rels`` from what is there now, and apply them here."""
+    walk.plan.actions.clear()
+    for rel in rels:
+        walk.run(steps_now(ctx.src, ctx.rep, rel))
     apply_plan(walk.plan.actions, ctx)
 
 

@@ -29,16 +29,17 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import BinaryIO, NoReturn
 
 from .errors import Terminated
 from .fds import DirStack
-from .plan import Action, PlanRules, Step
+from .plan import Action, Descend, PlanRules, Step
 from .report import Report
 from .walk import Plan, Walk
 
@@ -51,9 +52,12 @@ ENV = "SYNCHRO_PROCESSES"
 
 # Runs the helper's actions in the helper: (actions, source, replica) ->
 # (report, console text). Made by the engine, which knows the log and options.
-ApplyPart = Callable[[list[Action], DirStack, DirStack], tuple[Report, str]]
+# The actions come as one list per sub-tree, handed out one at a time: the
+# helper gives a sub-tree it has not started back to this process when
+# this one runs out of work (see :meth:`Helper.steal`).
+ApplyPart = Callable[[Iterable[list[Action]], DirStack, DirStack], tuple[Report, str]]
 
-_UNIT, _PLANNED, _APPLY, _STOP = "unit", "planned", "apply", "stop"
+_UNIT, _PLANNED, _APPLY, _STEAL, _STOP = "unit", "planned", "apply", "steal", "stop"
 
 
 def may_share() -> bool:
@@ -110,7 +114,9 @@ class Helper:
         self._keep_untouched = keep_untouched
         self._before_fork = before_fork
         self.pid = 0
-        self.units: list[list[Step]] = []  # every sub-tree given, as given
+        self.given: list[str] = []  # the path of every sub-tree given, in order
+        self.stolen: set[int] = set()  # indexes into ``given`` taken back to be done here
+        self._result: tuple[Report, str] | None = None
         self.stopped = ""  # why the helper stopped early, once it has
         self._ahead = 0  # sub-trees given and not yet planned
         self._commands: BinaryIO | None = None
@@ -139,7 +145,9 @@ class Helper:
         except OSError as error:
             self._stop(f"cannot write to it: {error.strerror or error}")
             return False
-        self.units.append(steps)
+        descend = steps[-1]
+        assert isinstance(descend, Descend)
+        self.given.append(descend.rel)
         self._ahead += 1
         return True
 
@@ -156,14 +164,35 @@ class Helper:
         """Let the helper apply its part (the guard has passed). Raises HelperStopped."""
         self._send_or_stop((_APPLY, None))
 
+    def steal(self) -> str | None:
+        """Take back a sub-tree the helper has not started (this process has
+        run out of work): its path; None once it has none left. Raises HelperStopped."""
+        if self._result is not None:
+            return None
+        if self.stopped:
+            raise HelperStopped(self.stopped)
+        with contextlib.suppress(OSError):  # it may have finished and ended: its result is waiting
+            self._send((_STEAL, None))
+        kind, payload = self._receive_kind()
+        if kind == "result":
+            self._result = _as_result(payload)
+            return None
+        if payload is None:
+            return None
+        assert isinstance(payload, int)
+        self.stolen.add(payload)
+        return self.given[payload]
+
     def result(self) -> tuple[Report, str]:
         """Wait for the helper's report and console lines. Raises HelperStopped."""
-        answer = self._receive()
-        assert isinstance(answer, tuple)
-        report, console = answer
-        assert isinstance(report, Report) and isinstance(console, str)
+        if self._result is None:
+            self._result = _as_result(self._receive())
         self._reap()
-        return report, console
+        return self._result
+
+    def left(self) -> list[str]:
+        """The sub-trees given and not taken back (what this process must redo if the helper stops)."""
+        return [rel for index, rel in enumerate(self.given) if index not in self.stolen]
 
     def close(self) -> None:
         """Make sure the helper is gone: told to stop, or terminated, and waited for.
@@ -241,6 +270,9 @@ class Helper:
             raise HelperStopped(self.stopped) from None
 
     def _receive(self) -> object:
+        return self._receive_kind()[1]
+
+    def _receive_kind(self) -> tuple[str, object]:
         if self.stopped:
             raise HelperStopped(self.stopped)
         assert self._answers is not None
@@ -252,7 +284,7 @@ class Helper:
         if kind == "error":
             self._stop(f"it failed: {payload}")
             raise HelperStopped(self.stopped)
-        return payload
+        return kind, payload
 
     def _stop(self, why: str) -> None:
         self.stopped = self.stopped or why
@@ -284,7 +316,8 @@ class Helper:
         try:
             _die_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            commands = os.fdopen(commands_r, "rb")
+            # Unbuffered: a request waiting in a buffer would be invisible to select().
+            commands = os.fdopen(commands_r, "rb", buffering=0)
             src_root, rep_root = self._roots
             # Fresh descriptors below the roots: the parent's are shared with it
             # (the same open files), and two processes listing one folder
@@ -292,10 +325,13 @@ class Helper:
             src, rep = DirStack(src_root), DirStack(rep_root)
             plan = Plan()
             walk = Walk(src, rep, self._rules, plan, self._keep_untouched)
+            bounds: list[tuple[int, int]] = []  # each sub-tree's slice of plan.actions
             while True:
                 kind, payload = pickle.load(commands)
                 if kind == _UNIT:
+                    start = len(plan.actions)
                     walk.run(payload)
+                    bounds.append((start, len(plan.actions)))
                     os.write(done_w, b".")
                 elif kind == _PLANNED:
                     answer(
@@ -314,7 +350,8 @@ class Helper:
                     os._exit(0)
             kind, _ = pickle.load(commands)
             if kind == _APPLY:
-                answer("result", self._apply_part(plan.actions, src, rep))
+                parts = _handing_out(plan.actions, bounds, commands, answer)
+                answer("result", self._apply_part(parts, src, rep))
         except KeyboardInterrupt:
             code = 130
         except EOFError:
@@ -344,3 +381,35 @@ def _die_with_parent(parent: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent:  # it died before the request took effect
         os._exit(0)
+
+
+def _as_result(payload: object) -> tuple[Report, str]:
+    assert isinstance(payload, tuple)
+    report, console = payload
+    assert isinstance(report, Report) and isinstance(console, str)
+    return report, console
+
+
+def _handing_out(
+    actions: list[Action],
+    bounds: list[tuple[int, int]],
+    commands: BinaryIO,
+    answer: Callable[[str, object], None],
+) -> Iterator[list[Action]]:
+    """The helper's sub-trees to apply, one at a time, in the order given.
+
+    Before each, a request to steal (see :meth:`Helper.steal`) is answered
+    with the last sub-tree not started, which the helper then skips; once
+    none is left, with None.
+    """
+    waiting = list(range(len(bounds)))
+    while True:
+        while select.select([commands], [], [], 0)[0]:
+            kind, _ = pickle.load(commands)
+            if kind != _STEAL:
+                raise KeyboardInterrupt  # told to stop
+            answer("stolen", waiting.pop() if waiting else None)
+        if not waiting:
+            return
+        start, end = bounds[waiting.pop(0)]
+        yield actions[start:end]

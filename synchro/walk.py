@@ -18,7 +18,7 @@ from typing import Protocol
 
 from .fds import DirStack, open_root
 from .plan import Action, Descend, Op, PlanRules, Side, Step, plan_folder
-from .scan import Kind, Listing, describe, list_folder, meta_of
+from .scan import Kind, Listing, Meta, describe, list_folder, meta_of
 
 # An entry that is gone, or that has been swapped for a link or a file,
 # between the parent's listing and now.
@@ -226,6 +226,34 @@ class _Giving:
             index += 1
         self.low = index
         return True
+
+
+def steps_now(src: DirStack, rep: DirStack, rel: str) -> list[Step]:
+    """The steps that plan sub-tree ``rel`` from what is there now.
+
+    For a sub-tree given to another process and taken back, or left
+    half done when that process stopped: the steps it was given may be
+    stale (its folder made since, say). A name that changed type meanwhile
+    is left to the next run.
+    """
+    parent, _, name = rel.rpartition("/")
+
+    def look(stack: DirStack) -> Meta | None:
+        try:
+            return meta_of(os.stat(name, dir_fd=stack.fd(parent), follow_symlinks=False))
+        except OSError:
+            return None
+
+    src_meta, rep_meta = look(src), look(rep)
+    src_dir = src_meta is not None and src_meta.kind is Kind.DIR
+    rep_dir = rep_meta is not None and rep_meta.kind is Kind.DIR
+    if src_dir and rep_dir:
+        return [Descend(rel, Side.BOTH, src_meta, rep_meta)]
+    if src_dir and rep_meta is None:
+        return [Action(Op.MKDIR, parent, name, src_meta, None), Descend(rel, Side.SOURCE, src_meta, None)]
+    if rep_dir and src_meta is None:
+        return [Descend(rel, Side.REPLICA, None, rep_meta)]
+    return []
 
 
 def _plain_mkdir(step: Step | None, rel: str) -> bool:
