@@ -31,6 +31,7 @@ from treeutil import (
 
 import synchro
 import synchro.engine
+import synchro.filecopy
 from synchro.errors import ExitCode
 from synchro.fds import DirStack, open_root
 from synchro.helper import ENV, Helper
@@ -126,6 +127,46 @@ def test_a_shared_run_does_exactly_what_one_process_does(
     assert "d05" not in gives  # its name changes type: removed and made here
     messages = log_messages(shared.logs)
     assert messages[-1].startswith("SUMMARY ") and messages[-1] == log_messages(single.logs)[-1]
+
+
+@requires_rsync
+def test_this_process_takes_back_what_the_helper_has_not_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gives: list[str], no_hang: None
+) -> None:
+    shared, single = twin_pairs(tmp_path)
+    # The helper stops in its first copy until this process, done with its
+    # own part, starts taking sub-trees back: so some surely are.
+    ready_r, ready_w = os.pipe()
+    main = os.getpid()
+    real_copy, real_steal = synchro.filecopy._copy_data, Helper.steal
+    stolen: list[str] = []
+
+    def copy(src: int, dst: int, *args: Any, **kwargs: Any) -> int:
+        if os.getpid() != main:
+            os.read(ready_r, 1)
+        return real_copy(src, dst, *args, **kwargs)
+
+    def steal(self: Helper) -> str | None:
+        if not stolen:
+            os.write(ready_w, b"." * 4096)  # enough for every copy the helper still makes
+        rel = real_steal(self)
+        stolen.extend([rel] if rel else [])
+        return rel
+
+    monkeypatch.setattr(synchro.filecopy, "_copy_data", copy)
+    monkeypatch.setattr(Helper, "steal", steal)
+    one = run(shared, "2", monkeypatch)
+    other = run(single, "1", monkeypatch)
+    os.close(ready_r)
+    os.close(ready_w)
+
+    assert len(gives) >= 2 and stolen and set(stolen) < set(gives)
+    assert one.exit_code == ExitCode.OK, one.failed
+    assert one.counts == other.counts and one.bytes_copied == other.bytes_copied
+    assert_rsync_clean(shared.src, shared.rep)
+    lines = entries(log_messages(shared.logs))
+    assert Counter(lines) == Counter(entries(log_messages(single.logs)))
+    assert len(lines) == len(set(lines))
 
 
 def test_the_deletion_guard_counts_the_helpers_deletions(
