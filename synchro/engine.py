@@ -21,7 +21,7 @@ from .errors import ConfigError, ExitCode, ReplicaLocked, Terminated
 from .exclude import Excluder
 from .fds import DirStack, open_root
 from .filecopy import Opener, default_opener
-from .helper import ApplyPart, Helper, HelperStopped, may_share
+from .helper import ApplyPart, Helper, HelperStopped, PlanPart, may_share
 from .lock import ReplicaLock
 from .log import DailyLog, escape
 from .options import MirrorOptions
@@ -151,7 +151,6 @@ def _mirror(
         rep_fd >= 0
         and roots.versions is None  # one run folder, filled in order
         and hooks == Hooks()  # test hooks want every action here, in order
-        and progress_factory is None  # one bar, advanced by this process
         and may_share()
     ):
         helper = Helper(
@@ -201,9 +200,9 @@ def _plan_and_apply(
         )
     except OSError as error:
         return _unreadable(error, roots, report, log)
-    shared = helper is not None and bool(plan.given)
-    if helper is not None and shared:
-        shared = _join_plans(plan, helper, Walk(src, rep, rules, plan, verbose), log)
+    part = None  # the helper's share of the plan, while it holds one
+    if helper is not None and plan.given:
+        part = _join_plans(plan, helper, Walk(src, rep, rules, plan, verbose), log)
 
     refusal = _guard(plan, options, log)
     if refusal:
@@ -211,9 +210,13 @@ def _plan_and_apply(
 
     _log_plan(plan, report, log)
     progress = None
-    if progress_factory is not None and plan.actions:
+    entries = len(plan.actions) + (part.actions if part is not None else 0)
+    if progress_factory is not None and entries:
         total_bytes = sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None)
-        progress = progress_factory(len(plan.actions), total_bytes)
+        progress = progress_factory(entries, total_bytes + (part.copy_bytes if part is not None else 0))
+    started = False
+    if helper is not None and part is not None:
+        started, progress = _start_part(helper, progress, log)
     keeper = None
     if roots.versions is not None:
         from .versions import make_keeper  # only a pair that keeps versions loads it
@@ -241,9 +244,8 @@ def _plan_and_apply(
     )
     now, later = _after_given(plan)
     try:
-        started = helper is not None and shared and _start_part(helper, log)
         apply_plan(now, ctx)
-        if helper is not None and shared:
+        if helper is not None and part is not None:
             _join_part(helper, started, ctx, Walk(src, rep, rules, Plan()), log)
         apply_plan(later, ctx)
     finally:
@@ -285,25 +287,36 @@ def _log_plan(plan: Plan, report: Report, log: DailyLog) -> None:
 def _helper_apply(log: DailyLog, report: Report, options: MirrorOptions, rules: PlanRules) -> ApplyPart:
     """How the helper applies its part: same options, its own report, the same log file."""
 
-    def apply_part(parts: Iterable[list[Action]], src: DirStack, rep: DirStack) -> tuple[Report, str]:
+    def apply_part(
+        parts: Iterable[list[Action]], src: DirStack, rep: DirStack, progress: Progress | None
+    ) -> tuple[Report, str]:
         console = io.StringIO() if log.console is not None else None
         part_log = log.sibling(console)
         part = Report(report.source, report.replica, dry_run=options.dry_run)
         ctx = ApplyContext(
-            src, rep, part, part_log.write, dry_run=options.dry_run, keep_owner=rules.keep_owner
+            src,
+            rep,
+            part,
+            part_log.write,
+            dry_run=options.dry_run,
+            keep_owner=rules.keep_owner,
+            progress=progress,
         )
         try:
             for actions in parts:
                 apply_plan(actions, ctx)
         finally:
+            if progress is not None:
+                progress.close()
             part_log.close()
         return part, console.getvalue() if console is not None else ""
 
     return apply_part
 
 
-def _join_plans(plan: Plan, helper: Helper, walk: Walk, log: DailyLog) -> bool:
-    """Add the helper's plan to ``plan``; False if this process must do its part itself."""
+def _join_plans(plan: Plan, helper: Helper, walk: Walk, log: DailyLog) -> PlanPart | None:
+    """Add the helper's plan to ``plan`` and return it; None if this process
+    planned the helper's part itself (it stopped)."""
     try:
         part = helper.planned()
     except HelperStopped as error:
@@ -311,22 +324,23 @@ def _join_plans(plan: Plan, helper: Helper, walk: Walk, log: DailyLog) -> bool:
         assert walk.rep is not None  # a helper is made only with a replica
         for rel in helper.given:
             walk.run(steps_now(walk.src, walk.rep, rel))
-        return False
+        return None
     plan.replica_files += part.replica_files
     plan.deletions.extend(part.deletions)
     plan.untouched += part.untouched
     plan.untouched_paths.extend(part.untouched_paths)
     plan.problems.extend(part.problems)
-    return True
+    return part
 
 
-def _start_part(helper: Helper, log: DailyLog) -> bool:
+def _start_part(helper: Helper, bar: Progress | None, log: DailyLog) -> tuple[bool, Progress | None]:
+    """Let the helper apply its part: whether it started, and the bar to advance here."""
     try:
-        helper.apply()
+        relay = helper.apply(bar)
     except HelperStopped as error:
         log.write(f"WARNING the helper process stopped: {error}; its part is done here")
-        return False
-    return True
+        return False, bar
+    return True, relay
 
 
 def _join_part(helper: Helper, started: bool, ctx: ApplyContext, walk: Walk, log: DailyLog) -> None:

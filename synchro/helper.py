@@ -31,15 +31,18 @@ import os
 import pickle
 import select
 import signal
+import struct
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import BinaryIO, NoReturn
+from typing import NoReturn
 
+from .apply import Progress
 from .errors import Terminated
 from .fds import DirStack
-from .plan import Action, Descend, PlanRules, Step
+from .plan import Action, Descend, Op, PlanRules, Step
 from .report import Report
 from .walk import Plan, Walk
 
@@ -55,9 +58,16 @@ ENV = "SYNCHRO_PROCESSES"
 # The actions come as one list per sub-tree, handed out one at a time: the
 # helper gives a sub-tree it has not started back to this process when
 # this one runs out of work (see :meth:`Helper.steal`).
-ApplyPart = Callable[[Iterable[list[Action]], DirStack, DirStack], tuple[Report, str]]
+ApplyPart = Callable[[Iterable[list[Action]], DirStack, DirStack, Progress | None], tuple[Report, str]]
 
 _UNIT, _PLANNED, _APPLY, _STEAL, _STOP = "unit", "planned", "apply", "steal", "stop"
+# Messages are pickles after their length, read whole from raw pipes (so
+# that select() sees exactly what has not been read).
+_LENGTH = struct.Struct("<Q")
+# While applying, the helper's progress so far: (entries, bytes), at most
+# every PROGRESS_EVERY seconds, on the pipe that carried "planned" bytes.
+_PROGRESS = struct.Struct("<qq")
+PROGRESS_EVERY = 0.1
 
 
 def may_share() -> bool:
@@ -89,6 +99,7 @@ class PlanPart:
     untouched_paths: list[str] = field(default_factory=list)
     problems: list[tuple[str, str, str]] = field(default_factory=list)
     actions: int = 0
+    copy_bytes: int = 0  # bytes its copies will move (for the progress bar)
 
 
 class HelperStopped(Exception):
@@ -119,9 +130,11 @@ class Helper:
         self._result: tuple[Report, str] | None = None
         self.stopped = ""  # why the helper stopped early, once it has
         self._ahead = 0  # sub-trees given and not yet planned
-        self._commands: BinaryIO | None = None
-        self._answers: BinaryIO | None = None
-        self._done = -1  # one byte per planned sub-tree arrives here
+        self._commands = -1
+        self._answers = -1
+        self._done = -1  # one byte per planned sub-tree arrives here, then progress
+        self._progress = b""  # part of a progress record read so far
+        self._relay: _Relay | None = None
 
     # --- the walk's side (synchro.walk.Share)
 
@@ -158,11 +171,23 @@ class Helper:
         self._send_or_stop((_PLANNED, None))
         answer = self._receive()
         assert isinstance(answer, PlanPart)
+        # Every "planned" byte was written before the answer: the pipe is
+        # clear for progress records.
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._done, 4096):
+                pass
         return answer
 
-    def apply(self) -> None:
-        """Let the helper apply its part (the guard has passed). Raises HelperStopped."""
-        self._send_or_stop((_APPLY, None))
+    def apply(self, bar: Progress | None) -> Progress | None:
+        """Let the helper apply its part (the guard has passed). Raises HelperStopped.
+
+        With a progress ``bar``, returns the one this process must advance:
+        it also shows the helper's progress as it reports it.
+        """
+        self._send_or_stop((_APPLY, bar is not None))
+        if bar is not None:
+            self._relay = _Relay(bar, self)
+        return self._relay
 
     def steal(self) -> str | None:
         """Take back a sub-tree the helper has not started (this process has
@@ -187,6 +212,8 @@ class Helper:
         """Wait for the helper's report and console lines. Raises HelperStopped."""
         if self._result is None:
             self._result = _as_result(self._receive())
+        if self._relay is not None:
+            self._relay.catch_up()  # its last report came before its result
         self._reap()
         return self._result
 
@@ -200,17 +227,13 @@ class Helper:
         Waiting matters: this process holds the replica lock, and no helper
         may still write once it is released.
         """
-        if self.pid and self._commands is not None:
+        if self.pid and self._commands >= 0:
             with contextlib.suppress(OSError):
                 self._send((_STOP, None))
-        for stream in (self._commands, self._answers):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        self._commands = self._answers = None
-        if self._done >= 0:
-            os.close(self._done)
-            self._done = -1
+        for fd in (self._commands, self._answers, self._done):
+            if fd >= 0:
+                os.close(fd)
+        self._commands = self._answers = self._done = -1
         if self.pid:
             # A helper that is applying does not read its commands: a SIGTERM
             # stops it the clean way (its temporary removed, its lines logged).
@@ -249,16 +272,12 @@ class Helper:
         os.close(answers_w)
         os.close(done_w)
         os.set_blocking(done_r, False)
-        self._commands = os.fdopen(commands_w, "wb")
-        self._answers = os.fdopen(answers_r, "rb")
-        self._done = done_r
+        self._commands, self._answers, self._done = commands_w, answers_r, done_r
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return True
 
     def _send(self, message: tuple[str, object]) -> None:
-        assert self._commands is not None
-        pickle.dump(message, self._commands, pickle.HIGHEST_PROTOCOL)
-        self._commands.flush()
+        _put(self._commands, message)
 
     def _send_or_stop(self, message: tuple[str, object]) -> None:
         if self.stopped:
@@ -275,9 +294,12 @@ class Helper:
     def _receive_kind(self) -> tuple[str, object]:
         if self.stopped:
             raise HelperStopped(self.stopped)
-        assert self._answers is not None
+        if self._relay is not None:
+            # Keep the bar moving with the helper's progress while waiting.
+            while not select.select([self._answers], [], [], PROGRESS_EVERY)[0]:
+                self._relay.catch_up()
         try:
-            kind, payload = pickle.load(self._answers)
+            kind, payload = _get(self._answers)
         except (EOFError, OSError, pickle.UnpicklingError) as error:
             self._stop(f"it ended early ({self._reap() or error})")
             raise HelperStopped(self.stopped) from None
@@ -285,6 +307,19 @@ class Helper:
             self._stop(f"it failed: {payload}")
             raise HelperStopped(self.stopped)
         return kind, payload
+
+    def reported(self) -> tuple[int, int] | None:
+        """The helper's latest progress report (entries, bytes), if a new one came."""
+        try:
+            data = self._progress + os.read(self._done, 64 * _PROGRESS.size)
+        except (BlockingIOError, OSError):
+            return None
+        whole = len(data) - len(data) % _PROGRESS.size
+        self._progress = data[whole:]
+        if not whole:
+            return None
+        entries, nbytes = _PROGRESS.unpack_from(data, whole - _PROGRESS.size)
+        return entries, nbytes
 
     def _stop(self, why: str) -> None:
         self.stopped = self.stopped or why
@@ -307,17 +342,13 @@ class Helper:
     ) -> NoReturn:
         """The helper's whole life: plan the sub-trees given, then apply them."""
         code = 0
-        answers = os.fdopen(answers_w, "wb")
 
         def answer(kind: str, payload: object) -> None:
-            pickle.dump((kind, payload), answers, pickle.HIGHEST_PROTOCOL)
-            answers.flush()
+            _put(answers_w, (kind, payload))
 
         try:
             _die_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            # Unbuffered: a request waiting in a buffer would be invisible to select().
-            commands = os.fdopen(commands_r, "rb", buffering=0)
             src_root, rep_root = self._roots
             # Fresh descriptors below the roots: the parent's are shared with it
             # (the same open files), and two processes listing one folder
@@ -327,8 +358,9 @@ class Helper:
             walk = Walk(src, rep, self._rules, plan, self._keep_untouched)
             bounds: list[tuple[int, int]] = []  # each sub-tree's slice of plan.actions
             while True:
-                kind, payload = pickle.load(commands)
+                kind, payload = _get(commands_r)
                 if kind == _UNIT:
+                    assert isinstance(payload, list)
                     start = len(plan.actions)
                     walk.run(payload)
                     bounds.append((start, len(plan.actions)))
@@ -343,15 +375,17 @@ class Helper:
                             plan.untouched_paths,
                             plan.problems,
                             len(plan.actions),
+                            sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None),
                         ),
                     )
                     break
                 else:
                     os._exit(0)
-            kind, _ = pickle.load(commands)
+            kind, with_bar = _get(commands_r)
             if kind == _APPLY:
-                parts = _handing_out(plan.actions, bounds, commands, answer)
-                answer("result", self._apply_part(parts, src, rep))
+                parts = _handing_out(plan.actions, bounds, commands_r, answer)
+                progress = _Reporter(done_w) if with_bar else None
+                answer("result", self._apply_part(parts, src, rep, progress))
         except KeyboardInterrupt:
             code = 130
         except EOFError:
@@ -393,7 +427,7 @@ def _as_result(payload: object) -> tuple[Report, str]:
 def _handing_out(
     actions: list[Action],
     bounds: list[tuple[int, int]],
-    commands: BinaryIO,
+    commands: int,
     answer: Callable[[str, object], None],
 ) -> Iterator[list[Action]]:
     """The helper's sub-trees to apply, one at a time, in the order given.
@@ -405,7 +439,7 @@ def _handing_out(
     waiting = list(range(len(bounds)))
     while True:
         while select.select([commands], [], [], 0)[0]:
-            kind, _ = pickle.load(commands)
+            kind, _ = _get(commands)
             if kind != _STEAL:
                 raise KeyboardInterrupt  # told to stop
             answer("stolen", waiting.pop() if waiting else None)
@@ -413,3 +447,82 @@ def _handing_out(
             return
         start, end = bounds[waiting.pop(0)]
         yield actions[start:end]
+
+
+def _put(fd: int, message: tuple[str, object]) -> None:
+    data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_LENGTH.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _get(fd: int) -> tuple[str, object]:
+    (size,) = _LENGTH.unpack(_exactly(fd, _LENGTH.size))
+    kind, payload = pickle.loads(_exactly(fd, size))
+    return kind, payload
+
+
+def _exactly(fd: int, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            raise EOFError("the other process closed the pipe")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+class _Reporter:
+    """The helper's progress, told to the parent at most every PROGRESS_EVERY seconds.
+
+    Reports carry totals, so one dropped (the pipe full while the parent is
+    busy) costs nothing but a moment's accuracy.
+    """
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+        self._entries = self._bytes = 0
+        self._last = 0.0
+
+    def advance(self, entries: int, nbytes: int) -> None:
+        self._entries += entries
+        self._bytes += nbytes
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVERY:
+            self._last = now
+            self._send()
+
+    def close(self) -> None:
+        self._send()
+
+    def _send(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._fd, _PROGRESS.pack(self._entries, self._bytes))
+
+
+class _Relay:
+    """The run's bar in this process: its own progress, and the helper's as reported."""
+
+    def __init__(self, bar: Progress, helper: Helper) -> None:
+        self._bar = bar
+        self._helper = helper
+        self._seen = (0, 0)
+        self._calls = 0
+
+    def advance(self, entries: int, nbytes: int) -> None:
+        self._bar.advance(entries, nbytes)
+        self._calls += 1
+        if self._calls % 64 == 0:  # a read attempt per 64 entries, not per entry
+            self.catch_up()
+
+    def catch_up(self) -> None:
+        latest = self._helper.reported()
+        if latest is not None and latest != self._seen:
+            self._bar.advance(latest[0] - self._seen[0], latest[1] - self._seen[1])
+            self._seen = latest
+
+    def close(self) -> None:
+        self.catch_up()
+        self._bar.close()

@@ -35,6 +35,8 @@ import synchro.filecopy
 from synchro.errors import ExitCode
 from synchro.fds import DirStack, open_root
 from synchro.helper import ENV, Helper
+from synchro.log import DailyLog
+from synchro.options import make_options
 from synchro.plan import Op, PlanRules, Step
 from synchro.walk import Plan, Walk, build_plan
 
@@ -231,6 +233,46 @@ def test_a_helper_that_fails_while_applying_leaves_its_part_to_this_process(
     warnings = [m for m in log_messages(pair.logs) if m.startswith("WARNING ")]
     assert len(warnings) == 1 and "RuntimeError: the helper broke" in warnings[0]
     assert report.counts["added"] == sum(1 for m in log_messages(pair.logs) if m.startswith("ADDED "))
+
+
+class CountingBar:
+    """A progress bar that remembers what it was told."""
+
+    def __init__(self, entries: int, nbytes: int) -> None:
+        self.total = (entries, nbytes)
+        self.done = [0, 0]
+        self.closed = False
+
+    def advance(self, entries: int, nbytes: int) -> None:
+        self.done[0] += entries
+        self.done[1] += nbytes
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_bar_counts_the_helpers_progress_too(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, gives: list[str]
+) -> None:
+    build(pair.src, first_tree(), mtime_ns=BASE_NS)
+    monkeypatch.setenv(ENV, "2")
+    bars: list[CountingBar] = []
+
+    def factory(entries: int, nbytes: int) -> CountingBar:
+        bars.append(CountingBar(entries, nbytes))
+        return bars[-1]
+
+    report = synchro.engine.run_cycle(
+        pair.src, pair.rep, make_options(), DailyLog(pair.logs), progress=factory
+    )
+
+    assert gives and report.exit_code == ExitCode.OK
+    [bar] = bars
+    assert bar.closed
+    assert bar.total[1] == report.bytes_copied > 0
+    # Every entry of both processes, the folders' own times included.
+    assert tuple(bar.done) == bar.total
+    assert bar.total[0] >= report.counts["added"]
 
 
 def test_the_command_shows_the_helpers_lines_once(pair: Pair) -> None:
