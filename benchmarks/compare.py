@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time ``synchro --once`` against ``rsync -a --delete`` and ``cp -a`` (issue 4).
+"""Time ``synchro --once`` against ``rsync -a --delete`` and ``cp -a`` (the performance targets).
 
 The benchmark generates deterministic trees (seeded: same names, sizes,
 bytes, modes and times on every machine), then runs each tool on the same
@@ -11,10 +11,10 @@ difference stops the benchmark.
 
 Run from the repository (see benchmarks/README.md)::
 
-    python benchmarks/compare.py                      # the targets of issue 4, on /dev/shm
-    python benchmarks/compare.py --trees small --scenarios noop --runs 9
-    python benchmarks/compare.py --dir /var/tmp       # a real disk
-    python benchmarks/compare.py --variant proto=/tmp/proto   # also time a prototype
+    .venv/bin/python benchmarks/compare.py                      # the performance targets, on /dev/shm
+    .venv/bin/python benchmarks/compare.py --trees small --scenarios noop --runs 9
+    .venv/bin/python benchmarks/compare.py --dir /var/tmp       # a real disk
+    .venv/bin/python benchmarks/compare.py --variant proto=/tmp/proto   # also time a prototype
 
 It uses only the standard library, rsync and cp; it is not part of the
 test suite (it needs minutes and gigabytes).
@@ -43,7 +43,7 @@ from pathlib import Path
 
 KIB = 1024
 MIB = 1024 * KIB
-SEED = 4  # the issue's number: any fixed value makes the trees reproducible
+SEED = 4  # any fixed value makes the trees reproducible
 # 2025-01-01 00:00:00 UTC: file times are fixed too, with nanoseconds, so that
 # a same-second rewrite cannot hide behind a whole-second comparison.
 BASE_NS = 1_735_689_600 * 10**9
@@ -67,7 +67,7 @@ TREES = {
     "huge": TreeSpec("huge", 200_000, 10_000, 512, 8 * KIB),
 }
 SCENARIOS = ("initial", "noop", "delta")
-# The combinations whose targets issue 4 states: (reference tool, max ratio).
+# The combinations with a performance target: (reference tool, max ratio).
 TARGETS: dict[tuple[str, str], tuple[str, float]] = {
     ("small", "noop"): ("rsync", 0.8),
     ("small", "initial"): ("rsync", 0.7),
@@ -633,7 +633,7 @@ def ratio(result: Result, by_tool: dict[str, Result], reference: str) -> float |
 
 
 def verdict(result: Result, by_tool: dict[str, Result]) -> str:
-    """The issue's target for this row (synchro rows of targeted combinations only)."""
+    """The performance target of this row (synchro rows of targeted combinations only)."""
     if not result.tool.startswith("synchro"):
         return ""
     key = (result.tree, result.scenario)
@@ -738,7 +738,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--all-combinations",
         action="store_true",
-        help="every selected tree x scenario (default: only the combinations issue 4 sets targets for)",
+        help="every selected tree x scenario (default: only the combinations with a performance target)",
     )
     parser.add_argument(
         "--tools", help="comma-separated subset: synchro,rsync,cp -a (default: all installed)"
