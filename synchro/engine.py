@@ -97,7 +97,7 @@ def run_cycle(
     try:
         with ReplicaLock(roots.replica):
             code, message = _mirror(
-                roots, rules, options, log, report, verbose, hooks or Hooks(), progress, clock
+                _Cycle(roots, rules, options, log, report, verbose, hooks or Hooks(), progress, clock)
             )
     except ReplicaLocked as error:
         log.write(f"LOCKED {error}")
@@ -125,17 +125,23 @@ def _rules(roots: Roots, options: MirrorOptions) -> PlanRules:
     )
 
 
-def _mirror(
-    roots: Roots,
-    rules: PlanRules,
-    options: MirrorOptions,
-    log: DailyLog,
-    report: Report,
-    verbose: bool,
-    hooks: Hooks,
-    progress_factory: ProgressFactory | None,
-    clock: Callable[[], datetime],
-) -> tuple[ExitCode, str]:
+@dataclass(frozen=True)
+class _Cycle:
+    """What the stages of one cycle share, once the pair is checked."""
+
+    roots: Roots
+    rules: PlanRules
+    options: MirrorOptions
+    log: DailyLog
+    report: Report
+    verbose: bool
+    hooks: Hooks
+    progress_factory: ProgressFactory | None
+    clock: Callable[[], datetime]
+
+
+def _mirror(cycle: _Cycle) -> tuple[ExitCode, str]:
+    roots, rules, log, report = cycle.roots, cycle.rules, cycle.log, cycle.report
     src_fd = rep_fd = -1
     try:
         src_fd = open_root(roots.source)
@@ -150,21 +156,19 @@ def _mirror(
     if (
         rep_fd >= 0
         and roots.versions is None  # one run folder, filled in order
-        and hooks == Hooks()  # test hooks want every action here, in order
+        and cycle.hooks == Hooks()  # test hooks want every action here, in order
         and may_share()
     ):
         helper = Helper(
             src_fd,
             rep_fd,
             rules,
-            _helper_apply(log, report, options, rules),
-            keep_untouched=verbose,
+            _helper_apply(cycle),
+            keep_untouched=cycle.verbose,
             before_fork=log.flush_all,
         )
     try:
-        return _plan_and_apply(
-            roots, rules, options, log, report, verbose, hooks, progress_factory, clock, src, rep, helper
-        )
+        return _plan_and_apply(cycle, src, rep, helper)
     finally:
         if helper is not None:
             helper.close()
@@ -176,19 +180,10 @@ def _mirror(
 
 
 def _plan_and_apply(
-    roots: Roots,
-    rules: PlanRules,
-    options: MirrorOptions,
-    log: DailyLog,
-    report: Report,
-    verbose: bool,
-    hooks: Hooks,
-    progress_factory: ProgressFactory | None,
-    clock: Callable[[], datetime],
-    src: DirStack,
-    rep: DirStack,
-    helper: Helper | None,
+    cycle: _Cycle, src: DirStack, rep: DirStack, helper: Helper | None
 ) -> tuple[ExitCode, str]:
+    roots, rules, options, log, report = cycle.roots, cycle.rules, cycle.options, cycle.log, cycle.report
+    verbose, hooks, progress_factory = cycle.verbose, cycle.hooks, cycle.progress_factory
     try:
         plan = build_plan(
             roots.source,
@@ -225,7 +220,7 @@ def _plan_and_apply(
             roots.versions,
             options,
             log.write,
-            clock=clock,
+            clock=cycle.clock,
             keep_owner=rules.keep_owner,
             replica_fd=rep.fd(""),
         )
@@ -265,27 +260,23 @@ def _unreadable(error: OSError, roots: Roots, report: Report, log: DailyLog) -> 
     return ExitCode.FAILED, message
 
 
-def _log_problems(plan: Plan, report: Report, log: DailyLog) -> None:
-    """Report and log the folders the walk could not read."""
+def _log_plan(plan: Plan, report: Report, log: DailyLog) -> None:
+    """Log what the plan found that is not an action: unreadable folders, untouched entries."""
     for word, path, reason in plan.problems:
         if word == "VANISHED":
             report.vanished.append(path)
         else:
             report.failed.append((path, reason))
         log.write(f"{word} {escape(path)}: {escape(reason)}")
-
-
-def _log_plan(plan: Plan, report: Report, log: DailyLog) -> None:
-    """Log what the plan found that is not an action: unreadable folders, untouched entries."""
-    _log_problems(plan, report, log)
     report.untouched_count = plan.untouched
     report.untouched = plan.untouched_paths
     for path in plan.untouched_paths:
         log.write(f"UNTOUCHED {escape(path)}")
 
 
-def _helper_apply(log: DailyLog, report: Report, options: MirrorOptions, rules: PlanRules) -> ApplyPart:
+def _helper_apply(cycle: _Cycle) -> ApplyPart:
     """How the helper applies its part: same options, its own report, the same log file."""
+    log, report, options, rules = cycle.log, cycle.report, cycle.options, cycle.rules
 
     def apply_part(
         parts: Iterable[list[Action]], src: DirStack, rep: DirStack, progress: Progress | None

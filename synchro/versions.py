@@ -554,31 +554,26 @@ def _is_empty(dir_fd: int) -> bool:
 
 def run_folders(root_fd: int) -> list[str]:
     """The run folders in an open versions folder, oldest first (other names are ignored)."""
-    names = []
-    for name in os.listdir(root_fd):
-        if version_time(name) is None:
-            continue
-        try:
-            st = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            names.append(name)
-    return sorted(names)
+    return _runs(root_fd, "", stat.S_ISDIR)
 
 
 def addition_lists(root_fd: int) -> list[str]:
     """The names of the runs with a list of additions in an open versions folder, oldest first."""
+    return _runs(root_fd, ADDED_SUFFIX, stat.S_ISREG)
+
+
+def _runs(root_fd: int, suffix: str, is_kind: Callable[[int], bool]) -> list[str]:
+    """Run names of the entries named ``<run name><suffix>`` of the right kind, oldest first."""
     names = []
     for entry in os.listdir(root_fd):
-        name = entry.removesuffix(ADDED_SUFFIX)
-        if name == entry or version_time(name) is None:
+        name = entry.removesuffix(suffix) if suffix else entry
+        if (suffix and name == entry) or version_time(name) is None:
             continue
         try:
             st = os.stat(entry, dir_fd=root_fd, follow_symlinks=False)
         except FileNotFoundError:
             continue
-        if stat.S_ISREG(st.st_mode):
+        if is_kind(st.st_mode):
             names.append(name)
     return sorted(names)
 

@@ -187,6 +187,20 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def start_python(code: str, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    """``python -c code args...`` in the background: all three streams piped, as text,
+    with :func:`child_env` unless ``env`` is given."""
+    popen.setdefault("env", child_env())
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
 def run_synchro(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The ``synchro`` command in a child process, output captured as text."""
     return subprocess.run(

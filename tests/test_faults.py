@@ -19,7 +19,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,11 @@ import pytest
 from conftest import (
     NOBODY,
     Pair,
-    child_env,
     chown_tree,
     mirror_as_nobody,
     open_to_others,
     run_as_nobody,
+    start_python,
 )
 from treeutil import (
     BASE_NS,
@@ -109,14 +108,7 @@ sys.exit(int(report.exit_code))
 
 def start_child(stop: dict[str, Any], **args: Any) -> tuple[subprocess.Popen[str], str]:
     """Start the child and wait until it stops at ``stop``; return it and where it stopped."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, json.dumps({"stop": stop, **args})],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-    )
+    child = start_python(CHILD, json.dumps({"stop": stop, **args}))
     assert child.stdout is not None
     for line in child.stdout:  # the command prints log lines before the hook fires
         if line.startswith("READY "):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Pair, child_env, requires_rsync
+from conftest import Pair, child_env, requires_rsync, start_python
 from treeutil import (
     BASE_NS,
     Link,
@@ -380,12 +380,9 @@ def start_stopped_helper(pair: Pair) -> tuple[subprocess.Popen[str], int, Path]:
         {f"d{i:02d}": {"slow.dat": "s" * SLOW_SIZE, "small": "x"} for i in range(FOLDERS)},
         mtime_ns=BASE_NS,
     )
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(pair.src), str(pair.rep), "24", str(pair.logs), "--once", "-q"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    child = start_python(
+        CHILD,
+        *map(str, (pair.src, pair.rep, "24", pair.logs, "--once", "-q")),
         env={**child_env(), ENV: "2"},
         start_new_session=True,  # its own process group, for the Ctrl+C case
     )

@@ -13,12 +13,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Pair, child_env, run_synchro, synchro_command
+from conftest import Pair, child_env, run_synchro, start_python, synchro_command
 from treeutil import (
     BASE_NS,
     assert_mirror,
@@ -70,14 +69,7 @@ sys.exit(int(report.exit_code))
 
 
 def start_child(**args: Any) -> subprocess.Popen[str]:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, json.dumps(args)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-    )
+    child = start_python(CHILD, json.dumps(args))
     assert child.stdout is not None
     line = child.stdout.readline()
     if line != "READY\n":

@@ -13,8 +13,6 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -24,12 +22,12 @@ from typing import Any
 import pytest
 from conftest import (
     Pair,
-    child_env,
     chown_tree,
     open_to_others,
     report_payload,
     run_as_nobody,
     run_synchro,
+    start_python,
 )
 from test_tasks import Inv
 from treeutil import BASE_NS, Link, assert_mirror, build, log_messages, snapshot, write
@@ -391,18 +389,9 @@ def test_kill_9_while_adding_leaves_only_a_temporary_that_the_next_run_removes(
     build(pair.src, {"f": "f"}, mtime_ns=BASE_NS)
     run(pair, versions, T1)
     build(pair.src, {f"new{index}": f"new {index}" for index in range(10)}, mtime_ns=BASE_NS + 1)
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            ADDING_CHILD,
-            json.dumps({"src": str(pair.src), "rep": str(pair.rep), "versions": str(versions), "stop_at": 5}),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
+    child = start_python(
+        ADDING_CHILD,
+        json.dumps({"src": str(pair.src), "rep": str(pair.rep), "versions": str(versions), "stop_at": 5}),
     )
     assert child.stdout is not None
     assert child.stdout.readline() == "READY\n", child.communicate(timeout=30)
@@ -795,27 +784,18 @@ def test_kill_9_during_version_moves_never_loses_both_copies(
         write(pair.src / f"top{index}", f"new top {index}", BASE_NS + 1)
         write(pair.src / "d2" / f"f{index}", f"new 2.{index}", BASE_NS + 1)
 
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            CHILD,
-            json.dumps(
-                {
-                    "src": str(pair.src),
-                    "rep": str(pair.rep),
-                    "logs": str(pair.logs),
-                    "versions": str(versions),
-                    "mode": mode,
-                    "stop_at": stop_at,
-                }
-            ),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
+    child = start_python(
+        CHILD,
+        json.dumps(
+            {
+                "src": str(pair.src),
+                "rep": str(pair.rep),
+                "logs": str(pair.logs),
+                "versions": str(versions),
+                "mode": mode,
+                "stop_at": stop_at,
+            }
+        ),
     )
     assert child.stdout is not None
     assert child.stdout.readline() == "READY\n", child.communicate(timeout=30)
