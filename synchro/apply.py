@@ -76,6 +76,9 @@ class ApplyContext:
     during_copy: DuringCopy | None = None
     progress: Progress | None = None
     keeper: Keeper | None = None  # keeps old versions; None: overwrite and delete outright
+    # Verbose: an entry found equal only now (--checksum) is listed as UNTOUCHED
+    # too, as the plan lists those it settles itself.
+    list_untouched: bool = False
     # Replica folders this run failed to create: what goes inside them fails
     # with that reason instead of a puzzling "No such file or directory".
     unmade: set[str] = field(default_factory=set)
@@ -332,6 +335,9 @@ def _changed(ctx: ApplyContext, action: Action, note: str = "") -> None:
 
 def _untouched(ctx: ApplyContext, action: Action) -> None:
     ctx.report.untouched_count += 1
+    if ctx.list_untouched:
+        ctx.report.untouched.append(action.path)
+        ctx.emit(f"UNTOUCHED {escape(action.path)}")
 
 
 def _apply(action: Action, ctx: ApplyContext) -> None:

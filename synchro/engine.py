@@ -236,6 +236,7 @@ def _plan_and_apply(
         during_copy=hooks.during_copy,
         progress=progress,
         keeper=keeper,
+        list_untouched=verbose,
     )
     now, later = _after_given(plan)
     try:
@@ -292,6 +293,7 @@ def _helper_apply(cycle: _Cycle) -> ApplyPart:
             dry_run=options.dry_run,
             keep_owner=rules.keep_owner,
             progress=progress,
+            list_untouched=cycle.verbose,
         )
         try:
             for actions in parts:

@@ -264,6 +264,22 @@ def test_exclude_verbose_and_create_replica_options(pair: Pair) -> None:
     assert stamped(second.stdout)[1:-1] == ["UNTOUCHED keep"]
 
 
+def test_verbose_checksum_lists_the_files_it_found_equal_by_content(pair: Pair) -> None:
+    build(pair.src, {"a": "same", "sub": {"b": "same too", "c": "old"}})
+    assert run(pair.src, pair.rep, "24", pair.logs, "--once").returncode == 0
+    # Same size and time, other bytes: only --checksum sees it.
+    stat = os.stat(pair.src / "sub" / "c")
+    write(pair.src / "sub" / "c", "new")
+    os.utime(pair.src / "sub" / "c", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    result = run(pair.src, pair.rep, "24", pair.logs, "--once", "-v", "--checksum")
+
+    assert result.returncode == 0, result.stderr
+    lines = stamped(result.stdout)[1:-1]
+    assert sorted(lines) == ["OVERWRITTEN sub/c", "UNTOUCHED a", "UNTOUCHED sub/", "UNTOUCHED sub/b"]
+    assert stamped(result.stdout)[-1].startswith("SUMMARY added=0 overwritten=1 deleted=0 untouched=3 ")
+
+
 def test_ongoing_mode_with_max_stops_after_the_last_cycle(pair: Pair) -> None:
     write(pair.src / "f", "data")
 
