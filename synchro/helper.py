@@ -12,10 +12,12 @@ cores or more, a run is therefore shared with one forked process:
 2. The helper sends what the deletion guard and the log need (its
    deletions, counts, problems); nothing is changed until the guard has
    passed for the whole run.
-3. Both apply their own part at once. The helper writes its lines to the
-   same daily log (which is safe for many processes) and sends back its
-   report and console lines; this process sets the times of the folders
-   above the given sub-trees last.
+3. Both apply their own part at once, and this process, once done with
+   its own, takes back the sub-trees the helper has not started (work
+   stealing: the two finish together). The helper writes its lines to the
+   same daily log (which is safe for many processes), reports its progress
+   for the bar, and sends back its report and console lines; this process
+   sets the times of the folders above the given sub-trees last.
 
 Safety: the helper is forked after the replica lock is taken and shares
 that lock's descriptor; it stops with this process (``PR_SET_PDEATHSIG``
@@ -53,11 +55,11 @@ AHEAD = 2
 # troubleshooting and tests). Unset: share it on two cores or more.
 ENV = "SYNCHRO_PROCESSES"
 
-# Runs the helper's actions in the helper: (actions, source, replica) ->
-# (report, console text). Made by the engine, which knows the log and options.
-# The actions come as one list per sub-tree, handed out one at a time: the
-# helper gives a sub-tree it has not started back to this process when
-# this one runs out of work (see :meth:`Helper.steal`).
+# Runs the helper's actions in the helper: (actions, source, replica,
+# progress) -> (report, console text). Made by the engine, which knows the
+# log and options. The actions come as one list per sub-tree, handed out
+# one at a time, so that a sub-tree not started yet can go back to this
+# process (see :meth:`Helper.steal`).
 ApplyPart = Callable[[Iterable[list[Action]], DirStack, DirStack, Progress | None], tuple[Report, str]]
 
 _UNIT, _PLANNED, _APPLY, _STEAL, _STOP = "unit", "planned", "apply", "steal", "stop"
