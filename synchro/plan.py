@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from typing import NamedTuple
 
 from .scan import Kind, Listing, Meta
 
@@ -39,8 +40,10 @@ class Op(IntEnum):
     CLEANUP = 10  # leftover temporary of an interrupted run
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
+# Action and Descend are immutable records like Meta: NamedTuples, because
+# a plan builds one per changed entry (20,000 for a first copy of 20,000
+# files), and a frozen dataclass costs four times as much to build.
+class Action(NamedTuple):
     op: Op
     dir: str  # folder relative to the roots, "" for the top
     name: str  # entry name in that folder, "" for the folder itself
@@ -66,8 +69,7 @@ class Side(Enum):
     REPLICA = "replica"  # only in the replica: everything below is deleted
 
 
-@dataclass(frozen=True, slots=True)
-class Descend:
+class Descend(NamedTuple):
     rel: str
     side: Side
     src: Meta | None  # the folder itself in the source

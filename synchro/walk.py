@@ -117,14 +117,6 @@ class Walk:
         stack: list[Step | None] = list(reversed(steps))
         giving = _Giving() if share is not None else None
         while stack:
-            if (
-                giving is not None
-                and share is not None
-                and giving.descends > 1
-                and share.wants()
-                and not giving.give(stack, share, plan)
-            ):
-                giving = None  # the other process is gone: plan the rest here
             step = stack.pop()
             if giving is not None and giving.low > len(stack):
                 giving.low = len(stack)
@@ -133,10 +125,32 @@ class Walk:
             if isinstance(step, Action):
                 _add(plan, step)
                 continue
+            # About to walk a folder: a moment to hand the other process a
+            # sub-tree, while this one still has ``step`` (and more) to walk.
+            if (
+                giving is not None
+                and share is not None
+                and giving.descends > 1
+                and share.wants()
+                and not giving.give(stack, share, plan)
+            ):
+                giving = None  # the other process is gone: plan the rest here
             steps = self._expand(step)
             if giving is not None:
                 giving.pushed(step, steps)
-            stack.extend(reversed(steps))
+            # The actions before the first sub-folder would be popped next:
+            # they go to the plan at once (a new folder's MKDIR stays with
+            # its Descend, which may be given away with it).
+            first = 0
+            while first < len(steps):
+                head = steps[first]
+                if not isinstance(head, Action) or (
+                    head.op is Op.MKDIR and first + 1 < len(steps) and isinstance(steps[first + 1], Descend)
+                ):
+                    break
+                _add(plan, head)
+                first += 1
+            stack.extend(reversed(steps[first:]) if first else reversed(steps))
 
     def _expand(self, step: Descend) -> list[Step]:
         plan, src, rep = self.plan, self.src, self.rep
