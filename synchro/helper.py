@@ -402,13 +402,29 @@ class Helper:
             os._exit(code)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
+def _stop_once(signum: int, frame: FrameType | None) -> None:
+    """Stop on the first Ctrl+C or SIGTERM, and ignore the ones that follow.
+
+    A Ctrl+C reaches both processes, and the parent, stopping, then sends
+    SIGTERM: a second interruption landing in the middle of the first one's
+    clean-up would leave the temporary it was removing.
+    """
+    # A Python handler that does nothing, not SIG_IGN: one already pending
+    # would then be reported as "ignored due to race condition" on stderr.
+    signal.signal(signal.SIGINT, _stopping)
+    signal.signal(signal.SIGTERM, _stopping)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _stopping(signum: int, frame: FrameType | None) -> None:
+    """Already stopping: a further Ctrl+C or SIGTERM changes nothing."""
 
 
 def _die_with_parent(parent: int) -> None:
-    """Ask Linux for a SIGTERM when the parent dies (its lock goes with it)."""
-    signal.signal(signal.SIGTERM, _terminate)
+    """Stop cleanly on a signal, and ask Linux for a SIGTERM when the parent
+    dies (its lock goes with it)."""
+    signal.signal(signal.SIGINT, _stop_once)
+    signal.signal(signal.SIGTERM, _stop_once)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(ImportError, OSError, AttributeError):
             import ctypes  # only here: the main process never needs it

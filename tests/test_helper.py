@@ -137,10 +137,11 @@ def test_this_process_takes_back_what_the_helper_has_not_started(
 ) -> None:
     shared, single = twin_pairs(tmp_path)
     # The helper stops in its first copy until this process, done with its
-    # own part, starts taking sub-trees back: so some surely are.
+    # own part, has asked to take a sub-tree back: it sees the request when
+    # that sub-tree is done, so the others surely come back.
     ready_r, ready_w = os.pipe()
     main = os.getpid()
-    real_copy, real_steal = synchro.filecopy._copy_data, Helper.steal
+    real_copy, real_send, real_steal = synchro.filecopy._copy_data, Helper._send, Helper.steal
     stolen: list[str] = []
 
     def copy(src: int, dst: int, *args: Any, **kwargs: Any) -> int:
@@ -148,14 +149,18 @@ def test_this_process_takes_back_what_the_helper_has_not_started(
             os.read(ready_r, 1)
         return real_copy(src, dst, *args, **kwargs)
 
-    def steal(self: Helper) -> str | None:
-        if not stolen:
+    def send(self: Helper, message: tuple[str, object]) -> None:
+        real_send(self, message)
+        if message[0] == "steal" and not stolen:
             os.write(ready_w, b"." * 4096)  # enough for every copy the helper still makes
+
+    def steal(self: Helper) -> str | None:
         rel = real_steal(self)
         stolen.extend([rel] if rel else [])
         return rel
 
     monkeypatch.setattr(synchro.filecopy, "_copy_data", copy)
+    monkeypatch.setattr(Helper, "_send", send)
     monkeypatch.setattr(Helper, "steal", steal)
     one = run(shared, "2", monkeypatch)
     other = run(single, "1", monkeypatch)
