@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import select
 import signal
 import struct
@@ -302,7 +301,7 @@ class Helper:
                 self._relay.catch_up()
         try:
             kind, payload = _get(self._answers)
-        except (EOFError, OSError, pickle.UnpicklingError) as error:
+        except (EOFError, OSError) as error:
             self._stop(f"it ended early ({self._reap() or error})")
             raise HelperStopped(self.stopped) from None
         if kind == "error":
@@ -467,7 +466,13 @@ def _handing_out(
         yield actions[start:end]
 
 
+# pickle is imported where a message is made or read: only a run that
+# starts a helper pays for it, not every start of the command.
+
+
 def _put(fd: int, message: tuple[str, object]) -> None:
+    import pickle
+
     data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
     view = memoryview(_LENGTH.pack(len(data)) + data)
     while view:
@@ -475,8 +480,13 @@ def _put(fd: int, message: tuple[str, object]) -> None:
 
 
 def _get(fd: int) -> tuple[str, object]:
+    import pickle
+
     (size,) = _LENGTH.unpack(_exactly(fd, _LENGTH.size))
-    kind, payload = pickle.loads(_exactly(fd, size))
+    try:
+        kind, payload = pickle.loads(_exactly(fd, size))
+    except pickle.UnpicklingError as error:
+        raise EOFError(f"a message could not be read: {error}") from None
     return kind, payload
 
 

@@ -140,13 +140,9 @@ def test_kill_9_leaves_no_torn_file_and_the_next_run_converges(pair: Pair, mode:
 # --- runs at once on one replica -----------------------------------------------------------------
 
 
-def test_a_second_run_on_a_locked_replica_exits_4(pair: Pair) -> None:
-    build(pair.src, {f"f{index}": str(index) for index in range(5)})
-    holder = start_child(
-        mode="after-files", files=0, src=str(pair.src), rep=str(pair.rep), logs=str(pair.logs)
-    )
-
-    others = [
+def start_runs(pair: Pair, count: int) -> list[subprocess.Popen[str]]:
+    """``count`` runs of the command on the pair at once, each with its own log folder."""
+    return [
         subprocess.Popen(
             [*synchro_command(), str(pair.src), str(pair.rep), "1", str(pair.root / f"log{index}"), "--once"],
             stdout=subprocess.PIPE,
@@ -154,8 +150,17 @@ def test_a_second_run_on_a_locked_replica_exits_4(pair: Pair) -> None:
             text=True,
             env=child_env(),
         )
-        for index in range(7)
+        for index in range(count)
     ]
+
+
+def test_a_second_run_on_a_locked_replica_exits_4(pair: Pair) -> None:
+    build(pair.src, {f"f{index}": str(index) for index in range(5)})
+    holder = start_child(
+        mode="after-files", files=0, src=str(pair.src), rep=str(pair.rep), logs=str(pair.logs)
+    )
+
+    others = start_runs(pair, 7)
     outputs = [other.communicate(timeout=60) for other in others]
     assert os.listdir(pair.rep) == []  # held, and no lock file inside the replica
     holder.communicate(input="x", timeout=60)  # let the first run finish
@@ -176,16 +181,7 @@ def test_of_eight_runs_started_at_once_exactly_one_mirrors(pair: Pair) -> None:
         {f"d{folder}": {f"f{index:03d}": "x" * index for index in range(100)} for folder in range(3)},
     )
 
-    runs = [
-        subprocess.Popen(
-            [*synchro_command(), str(pair.src), str(pair.rep), "1", str(pair.root / f"log{index}"), "--once"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env(),
-        )
-        for index in range(8)
-    ]
+    runs = start_runs(pair, 8)
     outputs = [run.communicate(timeout=60) for run in runs]
 
     codes = [run.returncode for run in runs]
