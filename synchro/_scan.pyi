@@ -1,0 +1,6 @@
+# The compiled scan loop (synchro/_scan.c); the same as synchro.scan.python_list_entries.
+from .scan import Kind, Meta
+
+def list_entries(
+    dir_fd: int, meta_type: type[Meta], kinds: tuple[Kind, Kind, Kind, Kind], /
+) -> tuple[dict[str, Meta], dict[str, str]]: ...
