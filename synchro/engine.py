@@ -9,10 +9,12 @@ after the log says so and the lock is released.
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -95,7 +97,7 @@ def run_cycle(
         return finish(ExitCode.USAGE, str(error))
 
     try:
-        with ReplicaLock(roots.replica):
+        with ReplicaLock(roots.replica), _collector_paused():
             code, message = _mirror(
                 _Cycle(roots, rules, options, log, report, verbose, hooks or Hooks(), progress, clock)
             )
@@ -111,6 +113,25 @@ def run_cycle(
         finish(code, "interrupted")
         raise
     return finish(code, message)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector during the run, as it was before.
+
+    A run makes tens of thousands of small tuples (listings, plan steps) and
+    keeps the plan until the end: the collector would traverse them again and
+    again, finding nothing (a run makes no reference cycles that matter), for
+    about a tenth of an initial copy of 20,000 small files (measured).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _rules(roots: Roots, options: MirrorOptions) -> PlanRules:
