@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import ConfigError
 from .log import escape
@@ -79,7 +78,7 @@ def check_roots(
         if log_folder == src:
             raise ConfigError(f"the log folder is the source folder: {_show(src)}")
         if _inside(log_folder, src):
-            logs_in_source = Path(os.path.relpath(log_folder, src)).as_posix()
+            logs_in_source = os.path.relpath(log_folder, src)  # '/'-separated: POSIX only
     kept = check_versions(versions, src, rep) if versions is not None else None
     if not replica_exists and not create_replica:
         raise ConfigError(
