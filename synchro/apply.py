@@ -13,7 +13,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .fds import DirStack
 from .filecopy import (
@@ -29,10 +29,12 @@ from .filecopy import (
 )
 from .log import escape
 from .plan import Action, Op
-from .pool import CopyPool, Job
 from .report import Report
 from .scan import Kind, describe, kind_of
 from .walk import GONE
+
+if TYPE_CHECKING:
+    from .pool import CopyPool, Job
 
 Emit = Callable[[str], None]
 
@@ -86,6 +88,8 @@ class ApplyContext:
 
 def display(action: Action) -> str:
     """The path as logged: escaped, with ``/`` after a folder."""
+    if action.op is Op.COPY:  # most actions: a file, never the root
+        return escape(f"{action.dir}/{action.name}" if action.dir else action.name)
     meta = action.src or action.rep
     is_dir = action.op in (Op.MKDIR, Op.RMDIR, Op.DIRMETA) or (meta is not None and meta.kind is Kind.DIR)
     path = action.path or "."
@@ -155,6 +159,10 @@ class _Background:
         )
 
     def submit(self, action: Action) -> None:
+        # Imported here: only a run with a large file needs threads (and a run
+        # without them may share its work with a forked helper process).
+        from .pool import CopyPool, Job
+
         if self._pool is None:
             self._pool = CopyPool(self._copy, BACKGROUND_THREADS, discard=_Copy.close)
         try:
@@ -342,6 +350,9 @@ def _untouched(ctx: ApplyContext, action: Action) -> None:
 
 def _apply(action: Action, ctx: ApplyContext) -> None:
     op = action.op
+    if op is Op.COPY:  # first: most actions of a run are copies
+        _copy_unless_same(action, ctx)
+        return
     report = ctx.report
     if op is Op.SKIP:
         _skipped(ctx, action, action.reason)
@@ -408,7 +419,12 @@ def _apply(action: Action, ctx: ApplyContext) -> None:
                 return
         _changed(ctx, action, " (attributes)")
         return
-    # Op.COPY
+    raise AssertionError(f"unknown operation {op!r}")
+
+
+def _copy_unless_same(action: Action, ctx: ApplyContext) -> None:
+    """Op.COPY: copy the file, unless --checksum finds the bytes equal."""
+    assert action.src is not None
     if action.check_content and same_content(
         ctx.src.fd(action.dir), ctx.rep.fd(action.dir), action.name, ctx.opener
     ):
