@@ -56,9 +56,9 @@ ENV = "SYNCHRO_PROCESSES"
 
 # Runs the helper's actions in the helper: (actions, source, replica,
 # progress) -> (report, console text). Made by the engine, which knows the
-# log and options. The actions come as one list per sub-tree, handed out
-# one at a time, so that a sub-tree not started yet can go back to this
-# process (see :meth:`Helper.steal`).
+# log and options. The actions come a slice of a sub-tree at a time, so
+# that a sub-tree not started yet can go back to this process (see
+# :meth:`Helper.steal`).
 ApplyPart = Callable[[Iterable[list[Action]], DirStack, DirStack, Progress | None], tuple[Report, str]]
 
 _UNIT, _PLANNED, _APPLY, _STEAL, _STOP = "unit", "planned", "apply", "steal", "stop"
@@ -69,6 +69,8 @@ _LENGTH = struct.Struct("<Q")
 # every PROGRESS_EVERY seconds, on the pipe that carried "planned" bytes.
 _PROGRESS = struct.Struct("<qq")
 PROGRESS_EVERY = 0.1
+# Actions the helper applies between two looks for a steal request (a few ms).
+SLICE = 64
 
 
 def may_share() -> bool:
@@ -447,23 +449,31 @@ def _handing_out(
     commands: int,
     answer: Callable[[str, object], None],
 ) -> Iterator[list[Action]]:
-    """The helper's sub-trees to apply, one at a time, in the order given.
+    """The helper's sub-trees to apply, in the order given, a slice at a time.
 
-    Before each, a request to steal (see :meth:`Helper.steal`) is answered
-    with the last sub-tree not started, which the helper then skips; once
-    none is left, with None.
+    Between slices, a request to steal (see :meth:`Helper.steal`) is
+    answered with the last sub-tree not started, which the helper then
+    skips; once none is left, with None. Slices keep the answer quick: the
+    parent waits for it with nothing else to do.
     """
     waiting = list(range(len(bounds)))
-    while True:
+
+    def answer_requests() -> None:
         while select.select([commands], [], [], 0)[0]:
             kind, _ = _get(commands)
             if kind != _STEAL:
                 raise KeyboardInterrupt  # told to stop
             answer("stolen", waiting.pop() if waiting else None)
+
+    while True:
+        answer_requests()
         if not waiting:
             return
         start, end = bounds[waiting.pop(0)]
-        yield actions[start:end]
+        for first in range(start, end, SLICE):
+            if first > start:
+                answer_requests()
+            yield actions[first : min(first + SLICE, end)]
 
 
 # pickle is imported where a message is made or read: only a run that
