@@ -1,7 +1,7 @@
 """The daily log: ``LOGS/LOG-YYYY-MM-DD.txt``, shared safely by many processes.
 
 Each line starts with ``YYYY-MM-DD HH:MM:SS``. Lines are buffered in memory
-and appended in batches under a :class:`filelock.FileLock`, so that several
+and appended in batches under a :class:`~synchro.lock.Flock`, so that several
 processes (several pairs from cron, several scripts in one folder) never
 interleave or cut each other's lines, while a run that copies thousands of
 files does not pay a lock and an ``open`` per line. A batch is written at
@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from filelock import FileLock
+from .lock import Flock
 
 if TYPE_CHECKING:
     import logging
@@ -109,7 +109,7 @@ class DailyLog:
         self._clock = clock
         self._pending: list[tuple[str, str]] = []  # (date, line)
         self._last_flush = time.monotonic()
-        self._lock: FileLock | None = None
+        self._lock: Flock | None = None
         self._failing = False  # the last batch could not be written (warned once)
         self._dropped = 0  # lines lost while the file could not be written
         # The time stamp of the last line, reused within the same second: a
@@ -144,9 +144,10 @@ class DailyLog:
         assert self.folder is not None
         if self._lock is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            # The lock lives beside what it guards; filelock's Unix lock is an
-            # flock on this file, released by the kernel if the process dies.
-            self._lock = FileLock(self.folder / ".lock", mode=0o666)
+            # The lock lives beside what it guards: an flock on this file,
+            # released by the kernel if the process dies. No timeout: a batch
+            # waits as long as another process writes (Ctrl+C still stops it).
+            self._lock = Flock(self.folder / ".lock")
         return self.folder
 
     def write(self, text: str, *, console: bool = True) -> None:

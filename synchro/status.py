@@ -4,7 +4,7 @@ Every run (command, API, tasks) records one :class:`RunRecord` under its
 pair's name (the replica's path when it has none), and the end time of the
 last successful run. The file is small and shared by every run that logs
 into the same ``LOGS`` folder, so each update is a read-modify-write under a
-:class:`filelock.FileLock` (``LOGS/.status.lock``, beside what it guards) and
+:class:`~synchro.lock.Flock` (``LOGS/.status.lock``, beside what it guards) and
 the new content is written to a temporary file that replaces the old one
 with ``os.replace``: a reader, a crash or ``kill -9`` never sees half a file.
 
@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from .errors import ExitCode, SynchroError
+from .lock import Flock, LockTimeout
 from .options import MIN_INTERVAL_HOURS
 from .report import Report
 
@@ -198,7 +197,7 @@ def record_run(folder: str | os.PathLike[str], key: str, run: RunRecord) -> Pair
     path = status_path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with FileLock(folder / STATUS_LOCK, mode=0o666, timeout=LOCK_TIMEOUT):
+        with Flock(folder / STATUS_LOCK, timeout=LOCK_TIMEOUT):
             try:
                 records = read_status(folder)
             except StatusError:
@@ -207,7 +206,7 @@ def record_run(folder: str | os.PathLike[str], key: str, run: RunRecord) -> Pair
             success = run.end if run.succeeded else (previous.last_success if previous else None)
             records[key] = PairRecord(run, success)
             _write_atomically(path, _encode(records))
-    except Timeout:
+    except LockTimeout:  # before OSError: a TimeoutError is one
         raise StatusError(path, f"its lock was held for more than {LOCK_TIMEOUT:g} s") from None
     except OSError as error:
         raise StatusError(path, error.strerror or str(error)) from None

@@ -7,12 +7,13 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from conftest import Pair
-from filelock import FileLock
 from treeutil import (
     BASE_NS,
     Link,
@@ -30,6 +31,7 @@ from treeutil import (
 import synchro
 import synchro.log
 from synchro import Hooks, Synchro
+from synchro.lock import Flock
 from synchro.plan import Action, Op
 
 WORDS = "START|ADDED|OVERWRITTEN|DELETED|FAILED|SKIPPED|VANISHED|UNTOUCHED|SUMMARY|ERROR|REFUSED|LOCKED|CREATED|WARNING|ONGOING|INTERRUPTED"
@@ -293,22 +295,33 @@ def test_ctrl_c_while_the_log_is_being_written_loses_no_line(
 ) -> None:
     """Ctrl+C can come while the batch waits for the log's lock (another process holds it)."""
     write(pair.src / "f", "f")
+    (pair.logs / "LOGS").mkdir()
+    holder = Flock(pair.logs / "LOGS" / ".lock")  # another writer (a second open file counts as one)
+    holder.acquire()
     interruptions: list[bool] = []
 
-    class InterruptedOnce(FileLock):
-        def __enter__(self) -> InterruptedOnce:
-            if not interruptions:
-                interruptions.append(True)
-                raise KeyboardInterrupt
-            super().__enter__()
-            return self
+    def ctrl_c(signum: int, frame: FrameType | None) -> None:
+        interruptions.append(holder.is_locked)  # the run was still waiting for the lock
+        holder.release()
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(synchro.log, "FileLock", InterruptedOnce)
-    api = Synchro(pair.logs, quiet=True)
-    api.configure(pair.src, pair.rep)
+    class InterruptedOnce(Flock):
+        def acquire(self) -> None:
+            if not interruptions:  # Ctrl+C once this run blocks in the wait
+                signal.setitimer(signal.ITIMER_REAL, 0.1)
+            super().acquire()
 
-    with pytest.raises(KeyboardInterrupt):
-        api.run()  # the first batch (the whole run) is interrupted
+    monkeypatch.setattr(synchro.log, "Flock", InterruptedOnce)
+    previous = signal.signal(signal.SIGALRM, ctrl_c)
+    try:
+        api = Synchro(pair.logs, quiet=True)
+        api.configure(pair.src, pair.rep)
+        with pytest.raises(KeyboardInterrupt):
+            api.run()  # the first batch (the whole run) is interrupted
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        holder.release()
     api.close_api()  # what a script's `finally` or `with` does next
 
     assert interruptions == [True]

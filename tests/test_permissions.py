@@ -126,8 +126,10 @@ def test_the_command_exits_1_when_an_entry_failed(nobody_pair: Pair) -> None:
 
 
 def test_a_replica_mirrored_by_another_user_first_is_refused_cleanly_for_root(nobody_pair: Pair) -> None:
-    """The run lock of a replica is a file owned by whoever ran first; filelock will not
-    share it in the sticky lock folder. That must be a clear refusal, not a traceback."""
+    """The run lock of a replica is a file owned by whoever ran first, in the sticky lock
+    folder. Root opens it read-only, without O_CREAT (which fs.protected_regular refuses
+    there), and shares it; a lock that cannot be shared must be a clear refusal, not a
+    traceback."""
     pair = nobody_pair
     write(pair.src / "f", "f", BASE_NS)
     os.chown(pair.rep, NOBODY, NOBODY)
