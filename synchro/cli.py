@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -140,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     noise.add_argument("-q", "--quiet", action="store_true", help="print nothing (the log is still written)")
     parser.add_argument("--version", action="version", version=f"synchro {__version__}")
     return parser
+
+
+def command() -> NoReturn:
+    """The ``synchro`` command (and ``python -m synchro``): :func:`main`, then exit.
+
+    ``gc.freeze()`` first: at exit, Python's cyclic garbage collector would
+    otherwise traverse every object of the hundred-odd modules a run
+    imported, for nothing, as the process ends (10-20 ms here, several
+    percent of a no-op run). Objects are still freed as usual.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

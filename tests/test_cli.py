@@ -306,7 +306,7 @@ def test_ongoing_mode_exits_with_the_last_cycles_code(pair: Pair) -> None:
 
 
 def test_main_returns_the_exit_code_in_process(pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
-    """cli.main is also callable from Python (the console script calls it)."""
+    """cli.main is also callable from Python (the console script calls it, through cli.command)."""
     from synchro.cli import main
 
     write(pair.src / "f", "f")
