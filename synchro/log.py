@@ -25,7 +25,6 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from .lock import Flock
@@ -87,8 +86,13 @@ def _warn(message: str) -> None:
         print(f"synchro: warning: {message}", file=sys.stderr, flush=True)
 
 
-def log_dir(logpath: str | os.PathLike[str]) -> Path:
-    return Path(logpath).expanduser() / LOGS_DIR
+def log_dir(logpath: str | os.PathLike[str]) -> str:
+    """``logpath/LOGS``, spelled as :mod:`pathlib` spells it: no ``.`` parts, no
+    doubled or trailing ``/`` (pathlib itself is not imported: a few ms of
+    every start)."""
+    path = os.path.expanduser(os.fspath(logpath))
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    return ("/" if path.startswith("/") else "") + "/".join([*parts, LOGS_DIR])
 
 
 class DailyLog:
@@ -140,14 +144,14 @@ class DailyLog:
                 with contextlib.suppress(OSError, ValueError):
                     stream.flush()
 
-    def _ensure_folder(self) -> Path:
+    def _ensure_folder(self) -> str:
         assert self.folder is not None
         if self._lock is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            os.makedirs(self.folder, exist_ok=True)
             # The lock lives beside what it guards: an flock on this file,
             # released by the kernel if the process dies. No timeout: a batch
             # waits as long as another process writes (Ctrl+C still stops it).
-            self._lock = Flock(self.folder / ".lock")
+            self._lock = Flock(os.path.join(self.folder, ".lock"))
         return self.folder
 
     def write(self, text: str, *, console: bool = True) -> None:
@@ -205,7 +209,7 @@ class DailyLog:
         if not self._failing:
             self._failing = True
             _warn(
-                f"cannot write the log in {escape(str(self.folder))}: {error.strerror or error}; "
+                f"cannot write the log in {escape(self.folder or '')}: {error.strerror or error}; "
                 "the run goes on without it"
             )
         excess = len(self._pending) - MAX_PENDING
@@ -249,7 +253,7 @@ class DailyLog:
             for date, lines in by_date.items():
                 data = ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
                 fd = os.open(
-                    folder / f"LOG-{date}.txt",
+                    os.path.join(folder, f"LOG-{date}.txt"),
                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                     0o644,
                 )

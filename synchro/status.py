@@ -21,7 +21,6 @@ from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from .errors import ExitCode, SynchroError
 from .lock import Flock, LockTimeout
@@ -141,16 +140,17 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.astimezone()
 
 
-def status_path(folder: str | os.PathLike[str]) -> Path:
+def status_path(folder: str | os.PathLike[str]) -> str:
     """``folder`` is the ``LOGS`` folder itself."""
-    return Path(folder) / STATUS_FILE
+    return os.path.join(folder, STATUS_FILE)
 
 
 def read_status(folder: str | os.PathLike[str]) -> dict[str, PairRecord]:
     """Every record in ``folder/status.json``; an absent file means no run yet."""
     path = status_path(folder)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
     except FileNotFoundError:
         return {}
     except OSError as error:
@@ -158,7 +158,7 @@ def read_status(folder: str | os.PathLike[str]) -> dict[str, PairRecord]:
     return _decode(path, text)
 
 
-def _decode(path: Path, text: str) -> dict[str, PairRecord]:
+def _decode(path: str, text: str) -> dict[str, PairRecord]:
     try:
         data = json.loads(text)
         pairs = data["pairs"]
@@ -193,11 +193,10 @@ def record_run(folder: str | os.PathLike[str], key: str, run: RunRecord) -> Pair
     The other pairs' records are kept. An unreadable (hand-edited) file is
     replaced rather than blocking every backup. Raises :class:`StatusError`.
     """
-    folder = Path(folder)
     path = status_path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with Flock(folder / STATUS_LOCK, timeout=LOCK_TIMEOUT):
+        os.makedirs(folder, exist_ok=True)
+        with Flock(os.path.join(folder, STATUS_LOCK), timeout=LOCK_TIMEOUT):
             try:
                 records = read_status(folder)
             except StatusError:
@@ -213,10 +212,11 @@ def record_run(folder: str | os.PathLike[str], key: str, run: RunRecord) -> Pair
     return records[key]
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: str, text: str) -> None:
     # Not tempfile.mkstemp: importing tempfile costs every run a few ms.
     # O_EXCL refuses a name taken; the status lock keeps other writers out.
-    temporary = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    folder, name = os.path.split(path)
+    temporary = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:

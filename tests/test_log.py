@@ -356,3 +356,11 @@ def test_ctrl_c_just_after_a_line_is_shown_still_logs_it(pair: Pair) -> None:
         line[20:] for line in log_lines(pair.logs)
     ]
     assert log_messages(pair.logs)[-1] == summary(added=1, nbytes=1)
+
+
+@pytest.mark.parametrize(
+    "logpath", [".", "./", "logs", "logs/", "a//b", "./a/./b/", "/", "/var//log/", "a/../b", "~", "~/logs"]
+)
+def test_the_log_folder_is_spelled_as_pathlib_spells_it(logpath: str) -> None:
+    """Messages and ``inv`` listings show the folder as they did when it was a Path."""
+    assert synchro.log.log_dir(logpath) == str(Path(logpath).expanduser() / "LOGS")
