@@ -31,6 +31,24 @@ Opener = Callable[[str, int], int]  # (name, dir_fd) -> fd: the source opener, a
 OnChunk = Callable[[int], None]
 
 
+# Files up to this size may be copied by synchro._copy (when built): one
+# kernel call moves them, so an interruption waits for a moment at most.
+SMALL_FILE = CHUNK
+
+# synchro._copy.copy_small's outcomes (see synchro/_copy.c).
+_COPIED, _VANISHED, _LINKED, _IRREGULAR, _CHANGED, _UNLINKED, _LARGE = range(7)
+# What a SKIPPED line says of a source that changed under the copy.
+BECAME_LINK = "became a link while copying"
+NOT_REGULAR = "is no longer a regular file"
+CHANGED_WHILE_COPYING = "changed while copying"
+_CHANGES = {_LINKED: BECAME_LINK, _IRREGULAR: NOT_REGULAR, _CHANGED: CHANGED_WHILE_COPYING}
+_copy_small: Callable[[int, int, str, str, bool, int], tuple[int, int]] | None
+try:
+    from ._copy import copy_small as _copy_small
+except ImportError:  # built by the install only when a C compiler was at hand
+    _copy_small = None
+
+
 class SourceChanged(Exception):
     """The source file changed while it was copied; nothing was installed."""
 
@@ -105,7 +123,7 @@ def _open_source(opener: Opener, name: str, dir_fd: int) -> int:
         raise SourceVanished(name) from None
     except OSError as error:
         if error.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise SourceChanged("became a link while copying") from None
+            raise SourceChanged(BECAME_LINK) from None
         raise
 
 
@@ -128,11 +146,24 @@ def copy_file(
     on_chunk: OnChunk | None = None,
 ) -> int:
     """Copy file ``name`` from ``src_dir`` to ``rep_dir``; return the bytes copied."""
+    if _copy_small is not None and opener is default_opener and on_chunk is None:
+        # A small file (most of a first copy) in one call into C: the same
+        # steps in the same order (see synchro/_copy.c); a large one, or one
+        # with a test hook, below, where a Ctrl+C can stop it between chunks.
+        status, copied = _copy_small(src_dir, rep_dir, name, temp_name(), keep_owner, SMALL_FILE)
+        if status == _COPIED:
+            return copied
+        if status == _VANISHED:
+            raise SourceVanished(name)
+        if status == _UNLINKED:
+            _check_replaced(name, src_dir)
+        if status != _LARGE:
+            raise SourceChanged(_CHANGES[status])
     src = _open_source(opener, name, src_dir)
     try:
         before = os.fstat(src)
         if not stat.S_ISREG(before.st_mode):
-            raise SourceChanged("is no longer a regular file")
+            raise SourceChanged(NOT_REGULAR)
         tmp = temp_name()
         dst = -1
         try:
@@ -156,7 +187,7 @@ def copy_file(
                     or after.st_mtime_ns != before.st_mtime_ns
                     or after.st_ctime_ns != before.st_ctime_ns
                 ):
-                    raise SourceChanged("changed while copying")
+                    raise SourceChanged(CHANGED_WHILE_COPYING)
                 if keep_owner:
                     # chown before chmod: chown clears set-user-ID bits.
                     os.fchown(dst, before.st_uid, before.st_gid)

@@ -160,6 +160,7 @@ def test_this_process_takes_back_what_the_helper_has_not_started(
         return rel
 
     monkeypatch.setattr(synchro.filecopy, "_copy_data", copy)
+    monkeypatch.setattr(synchro.filecopy, "_copy_small", None)  # the copy in Python, where it can wait
     monkeypatch.setattr(Helper, "_send", send)
     monkeypatch.setattr(Helper, "steal", steal)
     one = run(shared, "2", monkeypatch)
@@ -373,6 +374,7 @@ def slow(src, dst, *args, **kwargs):
         os.read(never, 1)
     return real(src, dst, *args, **kwargs)
 synchro.filecopy._copy_data = slow
+synchro.filecopy._copy_small = None  # the copy in Python, where it can wait
 from synchro.cli import main
 sys.exit(main(sys.argv[1:]))
 """.replace("SIZE", str(SLOW_SIZE))

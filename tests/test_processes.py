@@ -59,6 +59,7 @@ elif args["mode"] == "mid-copy":
         wait_for_parent()
         return len(half) + real_copy(src, dst, on_chunk)
     synchro.filecopy._copy_data = half_then_wait
+    synchro.filecopy._copy_small = None  # the copy in Python, where it can stop halfway
 
 if "cli" in args:
     from synchro.cli import main
