@@ -251,6 +251,10 @@ class Helper:
         answers_r, answers_w = os.pipe()
         done_r, done_w = os.pipe()
         self._before_fork()
+        # Both processes need pickle at once: imported before the fork, the
+        # helper does not spend its first milliseconds importing it again.
+        import pickle  # noqa: F401
+
         parent = os.getpid()
         # Ctrl+C and SIGTERM wait until both processes are set up: one that
         # lands inside fork() (its at-fork handlers run Python code) would
