@@ -26,6 +26,7 @@ import stat
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from importlib import import_module
 
 from .errors import ConfigError, ReplicaLocked
 from .scan import describe
@@ -180,10 +181,19 @@ def _still_named(fd: int, path: str) -> bool:
 
 
 def lock_path(replica: str) -> str:
-    import hashlib  # only here: nothing else imports it at start-up (a few ms)
-
-    digest = hashlib.sha256(os.fsencode(replica)).hexdigest()[:32]
+    digest = _sha256_hex(os.fsencode(replica))[:32]
     return os.path.join(temp_root(), LOCK_FOLDER, f"{digest}.lock")
+
+
+def _sha256_hex(data: bytes) -> str:
+    """SHA-256 from CPython's own module when it has one: the same digest as
+    :mod:`hashlib`'s, without loading OpenSSL (about 5 ms of every run here)."""
+    for name in ("_sha2", "_sha256"):  # from Python 3.12; up to 3.11
+        with suppress(ImportError):
+            return str(import_module(name).sha256(data).hexdigest())
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def temp_root() -> str:

@@ -446,3 +446,23 @@ def test_a_status_lock_held_too_long_is_a_status_error(
 
     status.record_run(tmp_path, "docs", run)  # released: the update goes through
     assert status.read_status(tmp_path)["docs"].last == run
+
+
+@pytest.mark.parametrize("builtin", [True, False], ids=["cpython-sha256", "hashlib"])
+def test_the_lock_of_a_replica_is_named_by_the_sha256_of_its_path(
+    monkeypatch: pytest.MonkeyPatch, builtin: bool
+) -> None:
+    """The same name with CPython's own SHA-256 module or with hashlib's: every run agrees."""
+    import hashlib
+
+    import synchro.lock
+
+    if not builtin:
+
+        def no_module(name: str) -> object:
+            raise ImportError(name)
+
+        monkeypatch.setattr(synchro.lock, "import_module", no_module)
+    replica = "/srv/backup/ph\u00f6tos"
+    expected = hashlib.sha256(replica.encode()).hexdigest()[:32]
+    assert os.path.basename(lock_path(replica)) == f"{expected}.lock"
