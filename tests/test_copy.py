@@ -84,10 +84,6 @@ def src(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_install_uses_the_compiled_copy() -> None:
-    assert filecopy._copy_small is compiled.copy_small
-
-
 @pytest.mark.parametrize("size", [0, 1, 4096, 65_537, SMALL_FILE])
 @pytest.mark.parametrize("mode", [0o644, 0o600, 0o4755, 0o2750, 0o1777, 0o000])
 def test_a_file_is_copied_alike(

@@ -48,10 +48,6 @@ def assert_same(folder: Path) -> Result:
     return fast
 
 
-def test_the_install_uses_the_compiled_loop() -> None:
-    assert scan.list_entries is compiled.list_entries
-
-
 def test_every_kind_of_entry_is_described_alike(tmp_path: Path) -> None:
     build(
         tmp_path,
