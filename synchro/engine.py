@@ -231,8 +231,10 @@ def _plan_and_apply(
         total_bytes = sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None)
         progress = progress_factory(entries, total_bytes + (part.copy_bytes if part is not None else 0))
     started = False
-    if helper is not None and part is not None:
-        started, progress = _start_part(helper, progress, log)
+    # A helper whose part has nothing to do is only told to stop (close()).
+    sharing = helper if part is not None and part.actions else None
+    if sharing is not None:
+        started, progress = _start_part(sharing, progress, log)
     keeper = None
     if roots.versions is not None:
         from .versions import make_keeper  # only a pair that keeps versions loads it
@@ -262,8 +264,8 @@ def _plan_and_apply(
     now, later = _after_given(plan)
     try:
         apply_plan(now, ctx)
-        if helper is not None and part is not None:
-            _join_part(helper, started, ctx, Walk(src, rep, rules, Plan()), log)
+        if sharing is not None:
+            _join_part(sharing, started, ctx, Walk(src, rep, rules, Plan()), log)
         apply_plan(later, ctx)
     finally:
         if keeper is not None:

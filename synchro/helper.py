@@ -458,9 +458,10 @@ def _handing_out(
     Between slices, a request to steal (see :meth:`Helper.steal`) is
     answered with the last sub-tree not started, which the helper then
     skips; once none is left, with None. Slices keep the answer quick: the
-    parent waits for it with nothing else to do.
+    parent waits for it with nothing else to do. A sub-tree with nothing
+    to do is never handed back (the parent would only plan it again).
     """
-    waiting = list(range(len(bounds)))
+    waiting = [index for index, (start, end) in enumerate(bounds) if end > start]
 
     def answer_requests() -> None:
         while select.select([commands], [], [], 0)[0]:
