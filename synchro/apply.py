@@ -89,7 +89,7 @@ class ApplyContext:
 def display(action: Action) -> str:
     """The path as logged: escaped, with ``/`` after a folder."""
     if action.op is Op.COPY:  # most actions: a file, never the root
-        return escape(f"{action.dir}/{action.name}" if action.dir else action.name)
+        return escape(action.path)
     meta = action.src or action.rep
     is_dir = action.op in (Op.MKDIR, Op.RMDIR, Op.DIRMETA) or (meta is not None and meta.kind is Kind.DIR)
     path = action.path or "."

@@ -40,15 +40,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"synchro: error: {message} (see synchro -h)\n")
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's formatter, given the width: left to find it, argparse
-    imports shutil (and with it bz2, lzma and zlib) for every parser it
-    builds, about 8 ms of each run's start."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=_columns() - 2)
-
-
 def _columns() -> int:
     """The terminal's width as ``shutil.get_terminal_size`` finds it: $COLUMNS, the terminal, 80."""
     with contextlib.suppress(KeyError, ValueError):
@@ -62,11 +53,15 @@ def _columns() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # argparse is given the width: left to find it, it imports shutil (and
+    # with it bz2, lzma and zlib), about 8 ms of each run's start. Found once,
+    # not for each of the formatters argparse makes while arguments are added.
+    width = _columns() - 2
     parser = _Parser(
         prog="synchro",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=_Formatter,
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=width),
     )
     parser.add_argument("source", metavar="SOURCE", help="folder to back up")
     parser.add_argument("replica", metavar="REPLICA", help="folder that becomes its mirror")
