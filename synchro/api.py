@@ -21,9 +21,8 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, TextIO, cast
+from typing import TYPE_CHECKING, NamedTuple, TextIO, cast
 
 from .engine import Hooks, ProgressFactory, run_cycle
 from .errors import ConfigError, ExitCode, Terminated
@@ -43,8 +42,9 @@ if TYPE_CHECKING:
     from .loop import Sleep
 
 
-@dataclass(frozen=True)
-class Pair:
+class Pair(NamedTuple):
+    """A checked pair, as :meth:`Synchro.configure` returns it."""
+
     source: str
     replica: str
     ongoing: bool

@@ -12,8 +12,7 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from .fds import DirStack
 from .filecopy import (
@@ -65,25 +64,58 @@ class Keeper(Protocol):
     def added(self, action: Action) -> None: ...
 
 
-@dataclass
 class ApplyContext:
-    src: DirStack
-    rep: DirStack
-    report: Report
-    emit: Emit
-    dry_run: bool = False
-    keep_owner: bool = False
-    opener: Opener = default_opener
-    before_action: BeforeAction | None = None
-    during_copy: DuringCopy | None = None
-    progress: Progress | None = None
-    keeper: Keeper | None = None  # keeps old versions; None: overwrite and delete outright
-    # Verbose: an entry found equal only now (--checksum) is listed as UNTOUCHED
-    # too, as the plan lists those it settles itself.
-    list_untouched: bool = False
-    # Replica folders this run failed to create: what goes inside them fails
-    # with that reason instead of a puzzling "No such file or directory".
-    unmade: set[str] = field(default_factory=set)
+    """What applying a plan needs besides the actions: the trees, the report, the log, the options."""
+
+    __slots__ = (
+        "before_action",
+        "dry_run",
+        "during_copy",
+        "emit",
+        "keep_owner",
+        "keeper",
+        "list_untouched",
+        "opener",
+        "progress",
+        "rep",
+        "report",
+        "src",
+        "unmade",
+    )
+
+    def __init__(
+        self,
+        src: DirStack,
+        rep: DirStack,
+        report: Report,
+        emit: Emit,
+        *,
+        dry_run: bool = False,
+        keep_owner: bool = False,
+        opener: Opener = default_opener,
+        before_action: BeforeAction | None = None,
+        during_copy: DuringCopy | None = None,
+        progress: Progress | None = None,
+        keeper: Keeper | None = None,
+        list_untouched: bool = False,
+    ) -> None:
+        self.src = src
+        self.rep = rep
+        self.report = report
+        self.emit = emit
+        self.dry_run = dry_run
+        self.keep_owner = keep_owner
+        self.opener = opener
+        self.before_action = before_action
+        self.during_copy = during_copy
+        self.progress = progress
+        self.keeper = keeper  # keeps old versions; None: overwrite and delete outright
+        # Verbose: an entry found equal only now (--checksum) is listed as
+        # UNTOUCHED too, as the plan lists those it settles itself.
+        self.list_untouched = list_untouched
+        # Replica folders this run failed to create: what goes inside them fails
+        # with that reason instead of a puzzling "No such file or directory".
+        self.unmade: set[str] = set()
 
 
 def display(action: Action) -> str:
@@ -238,8 +270,7 @@ class _Background:
                 self._report(job, retry=False)
 
 
-@dataclass
-class _Copy:
+class _Copy(NamedTuple):
     action: Action
     src_dir: int  # duplicates owned by the copy
     rep_dir: int

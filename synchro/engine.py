@@ -15,8 +15,8 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import NamedTuple
 
 from .apply import ApplyContext, BeforeAction, DuringCopy, Progress, apply_plan
 from .errors import ConfigError, ExitCode, ReplicaLocked, Terminated
@@ -39,8 +39,7 @@ GUARD_SHOWN = 10  # how many of the paths a refused run would delete are logged
 ProgressFactory = Callable[[int, int], Progress]
 
 
-@dataclass(frozen=True)
-class Hooks:
+class Hooks(NamedTuple):
     """Test hooks: change the trees between plan and write, slow a read, or
     change (or fail) a file in the middle of its copy."""
 
@@ -91,7 +90,7 @@ def run_cycle(
                     f"cannot create replica {escape(roots.replica)}: {describe(error)}"
                 ) from None
             log.write(f"CREATED replica folder {escape(roots.replica)}")
-            roots = replace(roots, replica_exists=True)
+            roots = roots._replace(replica_exists=True)
     except ConfigError as error:
         log.write(f"ERROR {error}")
         return finish(ExitCode.USAGE, str(error))
@@ -146,8 +145,7 @@ def _rules(roots: Roots, options: MirrorOptions) -> PlanRules:
     )
 
 
-@dataclass(frozen=True)
-class _Cycle:
+class _Cycle(NamedTuple):
     """What the stages of one cycle share, once the pair is checked."""
 
     roots: Roots

@@ -36,9 +36,8 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from types import FrameType
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from .apply import Progress
 from .errors import Terminated
@@ -92,17 +91,16 @@ def may_share() -> bool:
     return cores >= 2
 
 
-@dataclass
-class PlanPart:
+class PlanPart(NamedTuple):
     """What the helper's plan tells the guard and the log."""
 
-    replica_files: int = 0
-    deletions: list[str] = field(default_factory=list)
-    untouched: int = 0
-    untouched_paths: list[str] = field(default_factory=list)
-    problems: list[tuple[str, str, str]] = field(default_factory=list)
-    actions: int = 0
-    copy_bytes: int = 0  # bytes its copies will move (for the progress bar)
+    replica_files: int
+    deletions: list[str]
+    untouched: int
+    untouched_paths: list[str]
+    problems: list[tuple[str, str, str]]
+    actions: int
+    copy_bytes: int  # bytes its copies will move (for the progress bar)
 
 
 class HelperStopped(Exception):

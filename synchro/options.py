@@ -1,4 +1,4 @@
-"""Mirror options: one frozen dataclass, and the parsers that build it.
+"""Mirror options: one immutable record, and the parsers that build it.
 
 The same parsers serve the command line, the Python API and the INI file,
 so a value means the same thing wherever it is written.
@@ -10,8 +10,8 @@ import math
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import NamedTuple
 
 from .errors import ConfigError
 from .exclude import Excluder
@@ -19,36 +19,35 @@ from .exclude import Excluder
 MIN_INTERVAL_HOURS = 0.25
 
 
-@dataclass(frozen=True)
-class DeleteLimit:
+class DeleteLimit(NamedTuple):
     """How many replica files one run may delete before the guard refuses.
 
-    ``count`` is an absolute limit; ``percent`` a share of the replica's files
+    ``files`` is an absolute limit; ``percent`` a share of the replica's files
     that applies only once at least ``floor`` files would go (so a small
     replica can still lose a few files in a normal day).
     """
 
-    count: int | None = None
+    files: int | None = None
     percent: float | None = 50.0
     floor: int = 10
 
     @property
     def unlimited(self) -> bool:
-        return self.count is None and (self.percent is None or self.percent >= 100)
+        return self.files is None and (self.percent is None or self.percent >= 100)
 
     def allows(self, deleted: int, total: int) -> bool:
         if self.unlimited:
             return True
-        if self.count is not None:
-            return deleted <= self.count
+        if self.files is not None:
+            return deleted <= self.files
         assert self.percent is not None
         if deleted < self.floor:
             return True
         return deleted * 100 <= total * self.percent
 
     def __str__(self) -> str:
-        if self.count is not None:
-            return str(self.count)
+        if self.files is not None:
+            return str(self.files)
         return f"{self.percent:g}%"
 
 
@@ -61,40 +60,39 @@ def parse_max_delete(value: object) -> DeleteLimit:
     if isinstance(value, int):
         if value < 0:
             raise ConfigError(f"max_delete: must not be negative, got {value}")
-        return DeleteLimit(count=value, percent=None)
+        return DeleteLimit(files=value, percent=None)
     text = str(value).strip()
     try:
         if text.endswith("%"):
             percent = float(text[:-1])
             if not percent >= 0 or math.isnan(percent):
                 raise ValueError
-            return DeleteLimit(count=None, percent=percent)
+            return DeleteLimit(files=None, percent=percent)
         count = int(text)
         if count < 0:
             raise ValueError
-        return DeleteLimit(count=count, percent=None)
+        return DeleteLimit(files=count, percent=None)
     except ValueError:
         raise ConfigError(
             f"max_delete: expected a number N or a percentage P% (e.g. 50%), got {text!r}"
         ) from None
 
 
-@dataclass(frozen=True)
-class KeepVersions:
+class KeepVersions(NamedTuple):
     """Which run folders of the versions folder survive pruning.
 
     A run folder is kept while *any* rule keeps it (as ``restic forget
     --keep-within 30d --keep-last 10``): it is younger than ``days``, or one
-    of the ``count`` newest. A backup errs on keeping: "30d,10" still keeps
+    of the ``newest`` ones. A backup errs on keeping: "30d,10" still keeps
     ten versions after a month without runs. No rule: every version is kept.
     """
 
     days: int | None = None
-    count: int | None = None
+    newest: int | None = None
 
     @property
     def forever(self) -> bool:
-        return self.days is None and self.count is None
+        return self.days is None and self.newest is None
 
     @property
     def max_age(self) -> timedelta | None:
@@ -102,7 +100,7 @@ class KeepVersions:
 
     def __str__(self) -> str:
         parts = ([f"{self.days}d"] if self.days is not None else []) + (
-            [str(self.count)] if self.count is not None else []
+            [str(self.newest)] if self.newest is not None else []
         )
         return ",".join(parts) or "all"
 
@@ -194,28 +192,27 @@ def parse_patterns(value: object) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-@dataclass(frozen=True)
-class MirrorOptions:
+class MirrorOptions(NamedTuple):
     """What one mirror cycle does; built by :func:`make_options`."""
 
     checksum: bool = False
     exclude: tuple[str, ...] = ()
     delete_excluded: bool = False
     dry_run: bool = False
-    max_delete: DeleteLimit = field(default_factory=DeleteLimit)
+    max_delete: DeleteLimit = DeleteLimit()
     modify_window: float = 0.0
     create_replica: bool = False
     # Where replaced and deleted replica entries are kept (None: nowhere),
     # and for how long (see synchro.versions).
     versions: str | None = None
-    keep_versions: KeepVersions = field(default_factory=KeepVersions)
+    keep_versions: KeepVersions = KeepVersions()
 
     @property
     def modify_window_ns(self) -> int:
         return int(self.modify_window * 1_000_000_000)
 
 
-OPTION_NAMES = frozenset(MirrorOptions.__dataclass_fields__)
+OPTION_NAMES = frozenset(MirrorOptions._fields)
 
 
 def make_options(**options: object) -> MirrorOptions:

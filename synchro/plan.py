@@ -18,7 +18,6 @@ list in execution order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import NamedTuple
 
@@ -81,8 +80,7 @@ Step = Action | Descend
 Excluded = Callable[[str, bool], bool]
 
 
-@dataclass(frozen=True)
-class PlanRules:
+class PlanRules(NamedTuple):
     checksum: bool = False
     modify_window_ns: int = 0
     delete_excluded: bool = False

@@ -9,14 +9,13 @@ is a symlink means "the folder it points to at the start of the run".
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import ConfigError
 from .log import escape
 
 
-@dataclass(frozen=True)
-class Roots:
+class Roots(NamedTuple):
     source: str
     replica: str
     replica_exists: bool

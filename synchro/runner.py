@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
@@ -81,7 +81,7 @@ def worst_code(results: Sequence[PairResult]) -> int:
 
 def _option_keywords(options: MirrorOptions) -> dict[str, object]:
     # Already checked values; make_options accepts them as they are.
-    return {item.name: getattr(options, item.name) for item in fields(options)}
+    return options._asdict()
 
 
 class _PairRunner:
@@ -98,8 +98,7 @@ class _PairRunner:
         self.pair = pair
         self._errors = errors
         self._clock = clock
-        self.options = replace(
-            pair.options,
+        self.options = pair.options._replace(
             dry_run=settings.dry_run,
             checksum=pair.options.checksum or settings.checksum,
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -62,12 +61,11 @@ def meta_of(st: os.stat_result, target: str | None = None) -> Meta:
     )
 
 
-@dataclass
-class Listing:
+class Listing(NamedTuple):
     """One folder's entries by name, and the names that could not be read."""
 
-    entries: dict[str, Meta] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+    entries: dict[str, Meta]
+    errors: dict[str, str]
 
 
 def describe(error: OSError) -> str:

@@ -19,8 +19,9 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import NamedTuple
 
 from .errors import ExitCode, SynchroError
 from .lock import Flock, LockTimeout
@@ -59,14 +60,13 @@ def result_word(code: int) -> str:
         return f"exit {code}"
 
 
-@dataclass(frozen=True)
-class RunRecord:
+class RunRecord(NamedTuple):
     """One run as the status file keeps it. Times are aware (with their UTC offset)."""
 
     start: datetime
     end: datetime
     exit_code: int
-    counts: Mapping[str, int] = field(default_factory=dict)
+    counts: Mapping[str, int] = MappingProxyType({})
     bytes_copied: int = 0
     seconds: float = 0.0
     dry_run: bool = False
@@ -126,8 +126,7 @@ class RunRecord:
         )
 
 
-@dataclass(frozen=True)
-class PairRecord:
+class PairRecord(NamedTuple):
     """What the file keeps per pair: the last run and the end of the last success."""
 
     last: RunRecord
@@ -234,8 +233,7 @@ def _write_atomically(path: str, text: str) -> None:
         raise
 
 
-@dataclass(frozen=True)
-class PairStatus:
+class PairStatus(NamedTuple):
     """One row of ``inv status``: a pair, its record (if any) and the verdict at ``now``."""
 
     name: str

@@ -605,7 +605,7 @@ def to_prune(names: list[str], keep: KeepVersions, now: datetime) -> list[str]:
     for index, name in enumerate(newest_first):
         moment = version_time(name)
         assert moment is not None
-        if keep.count is not None and index < keep.count:
+        if keep.newest is not None and index < keep.newest:
             continue
         if max_age is not None and _naive(now) - moment <= max_age:
             continue
@@ -648,8 +648,8 @@ def _prune_reason(keep: KeepVersions) -> str:
     reasons = []
     if keep.days is not None:
         reasons.append(f"older than {keep.days} day{'s' if keep.days != 1 else ''}")
-    if keep.count is not None:
-        reasons.append(f"not one of the {keep.count} newest")
+    if keep.newest is not None:
+        reasons.append(f"not one of the {keep.newest} newest")
     return " and ".join(reasons)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from .fds import DirStack, open_root
@@ -25,18 +24,22 @@ from .scan import Kind, Listing, Meta, describe, list_folder, meta_of
 GONE = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP}
 
 
-@dataclass
 class Plan:
-    actions: list[Action] = field(default_factory=list)
-    replica_files: int = 0  # non-folder entries seen in the replica
-    deletions: list[str] = field(default_factory=list)  # files the run would delete
-    untouched: int = 0
-    untouched_paths: list[str] = field(default_factory=list)
-    # Folders that could not be read: (word, path, reason) for the log.
-    problems: list[tuple[str, str, str]] = field(default_factory=list)
-    # Sub-trees handed to a :class:`Share` (their paths): planned and applied
-    # by the other process, so their actions are not in ``actions``.
-    given: list[str] = field(default_factory=list)
+    """The run's plan as the walk fills it in."""
+
+    __slots__ = ("actions", "deletions", "given", "problems", "replica_files", "untouched", "untouched_paths")
+
+    def __init__(self) -> None:
+        self.actions: list[Action] = []
+        self.replica_files = 0  # non-folder entries seen in the replica
+        self.deletions: list[str] = []  # files the run would delete
+        self.untouched = 0
+        self.untouched_paths: list[str] = []
+        # Folders that could not be read: (word, path, reason) for the log.
+        self.problems: list[tuple[str, str, str]] = []
+        # Sub-trees handed to a :class:`Share` (their paths): planned and applied
+        # by the other process, so their actions are not in ``actions``.
+        self.given: list[str] = []
 
 
 class Share(Protocol):

@@ -133,7 +133,7 @@ def test_options_are_the_commands_as_keywords(pair: Pair) -> None:
         report = api.run()
 
     assert configured.options.exclude == ("*.tmp", "*.log")
-    assert (configured.options.max_delete.count, configured.options.modify_window) == (10, 2.0)
+    assert (configured.options.max_delete.files, configured.options.modify_window) == (10, 2.0)
     assert configured.options.checksum is True
     assert report.added == ["c.txt"]
 

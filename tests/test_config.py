@@ -59,7 +59,7 @@ create_replica = on
     options = pair.options
     assert options.exclude == ("*.tmp", ".cache/")
     assert options.checksum and options.delete_excluded and options.create_replica
-    assert options.max_delete == DeleteLimit(count=None, percent=25.0)
+    assert options.max_delete == DeleteLimit(files=None, percent=25.0)
     assert options.modify_window == 2.0
     assert not options.dry_run  # a flag of a run, never a key
 
@@ -82,7 +82,7 @@ interval = 1
 max_delete = 50%
 """
     )
-    assert (first.interval, first.options.max_delete) == (4.0, DeleteLimit(count=10, percent=None))
+    assert (first.interval, first.options.max_delete) == (4.0, DeleteLimit(files=10, percent=None))
     assert (second.interval, second.options.max_delete) == (1.0, DeleteLimit())
     assert first.logpath == FOLDER  # logpath defaults to the INI's folder
 

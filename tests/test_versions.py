@@ -560,10 +560,10 @@ def _failing_opener(broken: str) -> Callable[[str, int], int]:
     ("text", "expected"),
     [
         ("30d", KeepVersions(days=30)),
-        ("10", KeepVersions(count=10)),
-        (10, KeepVersions(count=10)),
-        ("30d,10", KeepVersions(days=30, count=10)),
-        (" 10 , 7D ", KeepVersions(days=7, count=10)),
+        ("10", KeepVersions(newest=10)),
+        (10, KeepVersions(newest=10)),
+        ("30d,10", KeepVersions(days=30, newest=10)),
+        (" 10 , 7D ", KeepVersions(days=7, newest=10)),
         ("", KeepVersions()),
     ],
 )
@@ -637,7 +637,7 @@ def test_the_ini_keys_and_their_checks(tmp_path: Path) -> None:
     )
     a, b, c = config.pairs
     assert (a.options.versions, a.options.keep_versions) == (str(tmp_path / "V" / "a"), KeepVersions(days=30))
-    assert (b.options.versions, b.options.keep_versions) == ("/home/ana/V/b", KeepVersions(count=5))
+    assert (b.options.versions, b.options.keep_versions) == ("/home/ana/V/b", KeepVersions(newest=5))
     assert c.options.versions is None  # an inherited keep_versions alone is fine
 
     def refused(text: str) -> str:
