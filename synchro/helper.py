@@ -36,7 +36,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import NamedTuple, NoReturn
 
 from .apply import Progress
@@ -251,7 +251,7 @@ class Helper:
         self._before_fork()
         # Both processes need pickle at once: imported before the fork, the
         # helper does not spend its first milliseconds importing it again.
-        import pickle  # noqa: F401
+        _pickle()
 
         parent = os.getpid()
         # Ctrl+C and SIGTERM wait until both processes are set up: one that
@@ -430,12 +430,24 @@ def _die_with_parent(parent: int) -> None:
     signal.signal(signal.SIGTERM, _stop_once)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(ImportError, OSError, AttributeError):
-            import ctypes  # only here: the main process never needs it
-
-            pr_set_pdeathsig = 1
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+            _parent_death_signal(signal.SIGTERM)
     if os.getppid() != parent:  # it died before the request took effect
         os._exit(0)
+
+
+def _parent_death_signal(signum: int) -> None:
+    """Ask Linux for ``signum`` when the parent dies (``prctl(PR_SET_PDEATHSIG)``)."""
+    try:
+        # Compiled with the copy (synchro/_copy.c): ctypes would take the
+        # helper 3-4 ms to import before it could plan its first sub-tree.
+        from ._copy import parent_death_signal
+    except ImportError:
+        import ctypes  # only here: the main process never needs it
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signum, 0, 0, 0)
+        return
+    parent_death_signal(signum)
 
 
 def _as_result(payload: object) -> tuple[Report, str]:
@@ -479,22 +491,31 @@ def _handing_out(
             yield actions[first : min(first + SLICE, end)]
 
 
-# pickle is imported where a message is made or read: only a run that
-# starts a helper pays for it, not every start of the command.
+def _pickle() -> ModuleType:
+    """pickle's C module, imported once a run starts a helper (not at every start of the command).
+
+    ``pickle.dumps`` and ``loads`` are that module's functions; the pure
+    Python module around them costs 2-3 ms more to import, and the helper
+    waits for that import before it gets its first sub-tree.
+    """
+    try:
+        import _pickle
+    except ImportError:  # an interpreter without it
+        import pickle
+
+        return pickle
+    return _pickle
 
 
 def _put(fd: int, message: tuple[str, object]) -> None:
-    import pickle
-
-    data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    data = _pickle().dumps(message, -1)  # -1: the highest protocol
     view = memoryview(_LENGTH.pack(len(data)) + data)
     while view:
         view = view[os.write(fd, view) :]
 
 
 def _get(fd: int) -> tuple[str, object]:
-    import pickle
-
+    pickle = _pickle()
     (size,) = _LENGTH.unpack(_exactly(fd, _LENGTH.size))
     try:
         kind, payload = pickle.loads(_exactly(fd, size))

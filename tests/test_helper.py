@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -32,6 +33,7 @@ from treeutil import (
 import synchro
 import synchro.engine
 import synchro.filecopy
+import synchro.helper
 from synchro.errors import ExitCode
 from synchro.fds import DirStack, open_root
 from synchro.helper import ENV, Helper
@@ -445,6 +447,53 @@ def test_stopping_a_shared_run_stops_the_helper_cleanly(pair: Pair, how: str) ->
     report = synchro.mirror(pair.src, pair.rep, logpath=pair.logs)
     assert report.exit_code == ExitCode.OK
     assert_rsync_clean(pair.src, pair.rep)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("way", ["compiled", "ctypes"])
+def test_the_helper_asks_for_sigterm_when_its_parent_dies(way: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if way == "compiled":
+        copy_module = pytest.importorskip("synchro._copy")  # built where a compiler is (tests/test_build.py)
+        assert hasattr(copy_module, "parent_death_signal")
+    else:
+        monkeypatch.setitem(sys.modules, "synchro._copy", None)  # an install without the compiled module
+    ready_r, ready_w = os.pipe()
+    out_r, out_w = os.pipe()
+    never_r, never_w = os.pipe()  # nothing is ever written to it
+    parent = os.fork()
+    if parent == 0:  # stands for the command: starts a "helper", then dies
+        code = 1
+        try:
+            helper = os.fork()
+            if helper == 0:
+                code = 2
+                signal.signal(signal.SIGTERM, lambda *_: os._exit(os.write(out_w, b"SIGTERM") and 0))
+                synchro.helper._parent_death_signal(signal.SIGTERM)
+                os.write(out_w, f"{os.getpid()} ".encode())
+                os.write(ready_w, b".")
+                os.read(never_r, 1)  # waits for the signal
+            else:
+                code = 0 if os.read(ready_r, 1) == b"." else 3
+        finally:
+            os._exit(code)
+    for fd in (ready_w, out_w, never_r):
+        os.close(fd)
+    _, status = os.waitpid(parent, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    got = b""
+    deadline = time.monotonic() + 20
+    while not got.endswith(b"SIGTERM") and time.monotonic() < deadline:
+        if select.select([out_r], [], [], 0.5)[0]:
+            chunk = os.read(out_r, 100)
+            if not chunk:
+                break
+            got += chunk
+    pid = int(got.split()[0])
+    if not got.endswith(b"SIGTERM"):
+        os.kill(pid, signal.SIGKILL)
+    for fd in (ready_r, out_r, never_w):
+        os.close(fd)
+    assert got.endswith(b"SIGTERM"), "the helper outlived its parent"
 
 
 def test_a_refused_run_leaves_no_helper_behind(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
