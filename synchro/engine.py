@@ -331,12 +331,17 @@ def _helper_apply(cycle: _Cycle) -> ApplyPart:
 def _join_plans(plan: Plan, helper: Helper, walk: Walk, log: DailyLog) -> PlanPart | None:
     """Add the helper's plan to ``plan`` and return it; None if this process
     planned the helper's part itself (it stopped)."""
+    # Rather than wait while the helper plans what it holds, plan here what
+    # it has not started (a sub-tree taken back stays in plan.given: the
+    # times of the folders above it are still set once both parts are done).
+    while (steps := helper.take_back()) is not None:
+        walk.run(steps)
     try:
         part = helper.planned()
     except HelperStopped as error:
         log.write(f"WARNING the helper process stopped: {error}; its part is planned here")
         assert walk.rep is not None  # a helper is made only with a replica
-        for rel in helper.given:
+        for rel in helper.left():
             walk.run(steps_now(walk.src, walk.rep, rel))
         return None
     plan.replica_files += part.replica_files

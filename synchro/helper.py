@@ -8,7 +8,9 @@ cores or more, a run is therefore shared with one forked process:
 1. While this process walks the trees, it gives sub-trees to the helper
    (:class:`synchro.walk.Share`); the helper plans them and keeps their
    actions. Only sub-trees that can be applied apart from the rest are
-   given (see :class:`synchro.walk._Giving`).
+   given (see :class:`synchro.walk._Giving`). At the end of its walk,
+   this process takes back the sub-trees the helper has not started, and
+   plans them itself instead of waiting for them.
 2. The helper sends what the deletion guard and the log need (its
    deletions, counts, problems); nothing is changed until the guard has
    passed for the whole run.
@@ -134,6 +136,10 @@ class Helper:
         self._commands = -1
         self._answers = -1
         self._done = -1  # one byte per planned sub-tree arrives here, then progress
+        # One byte per sub-tree given; whoever reads it plans that sub-tree
+        # (see take_back). Both processes read this end; this one writes the other.
+        self._tokens = self._tokens_w = -1
+        self._units: list[list[Step]] = []  # the steps of every sub-tree given, as ``given``
         self._progress = b""  # part of a progress record read so far
         self._relay: _Relay | None = None
 
@@ -155,6 +161,9 @@ class Helper:
         if not self.pid and not self._start():
             return False
         try:
+            # The token before the sub-tree: when the helper reads the
+            # sub-tree, its token is there unless this process took it back.
+            os.write(self._tokens_w, b".")
             self._send((_UNIT, steps))
         except OSError as error:
             self._stop(f"cannot write to it: {error.strerror or error}")
@@ -162,8 +171,37 @@ class Helper:
         descend = steps[-1]
         assert isinstance(descend, Descend)
         self.given.append(descend.rel)
+        self._units.append(steps)
         self._ahead += 1
         return True
+
+    def take_back(self) -> list[Step] | None:
+        """The steps of the newest sub-tree given that the helper has not
+        started, now this process's to plan; None if there is none.
+
+        For the end of this process's walk: the helper may still hold a
+        sub-tree it has not started, and rather than wait for it, this
+        process plans it. Each sub-tree has one token in a pipe both
+        processes read; reading a byte from a pipe is atomic, so exactly one
+        of them gets it. The helper takes its tokens in the order the
+        sub-trees were given, this process takes the newest: as long as a
+        token is left, the newest sub-tree not taken back is not started.
+        Nothing may be given after this.
+        """
+        if self.stopped or self._tokens < 0:
+            return None
+        try:
+            if not os.read(self._tokens, 1):
+                return None
+        except BlockingIOError:
+            return None  # the helper has started every sub-tree it holds
+        except OSError as error:
+            self._stop(f"cannot read from it: {error.strerror or error}")
+            return None
+        index = len(self.given) - len(self.stolen) - 1  # those taken back are the newest
+        self.stolen.add(index)
+        self._ahead -= 1
+        return self._units[index]
 
     # --- the engine's side
 
@@ -231,10 +269,10 @@ class Helper:
         if self.pid and self._commands >= 0:
             with contextlib.suppress(OSError):
                 self._send((_STOP, None))
-        for fd in (self._commands, self._answers, self._done):
+        for fd in (self._commands, self._answers, self._done, self._tokens, self._tokens_w):
             if fd >= 0:
                 os.close(fd)
-        self._commands = self._answers = self._done = -1
+        self._commands = self._answers = self._done = self._tokens = self._tokens_w = -1
         if self.pid:
             # A helper that is applying does not read its commands: a SIGTERM
             # stops it the clean way (its temporary removed, its lines logged).
@@ -248,6 +286,8 @@ class Helper:
         commands_r, commands_w = os.pipe()
         answers_r, answers_w = os.pipe()
         done_r, done_w = os.pipe()
+        tokens_r, tokens_w = os.pipe()
+        os.set_blocking(tokens_r, False)  # for both processes: one open file
         self._before_fork()
         # Both processes need pickle at once: imported before the fork, the
         # helper does not spend its first milliseconds importing it again.
@@ -263,7 +303,7 @@ class Helper:
             pid = os.fork()
         except OSError as error:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-            for fd in (commands_r, commands_w, answers_r, answers_w, done_r, done_w):
+            for fd in (commands_r, commands_w, answers_r, answers_w, done_r, done_w, tokens_r, tokens_w):
                 os.close(fd)
             self._stop(f"cannot start it: {error.strerror or error}")
             return False
@@ -271,13 +311,15 @@ class Helper:
             os.close(commands_w)
             os.close(answers_r)
             os.close(done_r)
-            self._serve(parent, previous, commands_r, answers_w, done_w)
+            os.close(tokens_w)
+            self._serve(parent, previous, commands_r, answers_w, done_w, tokens_r)
         self.pid = pid
         os.close(commands_r)
         os.close(answers_w)
         os.close(done_w)
         os.set_blocking(done_r, False)
         self._commands, self._answers, self._done = commands_w, answers_r, done_r
+        self._tokens, self._tokens_w = tokens_r, tokens_w
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return True
 
@@ -343,7 +385,13 @@ class Helper:
         return f"exit status {os.waitstatus_to_exitcode(status)}"
 
     def _serve(
-        self, parent: int, mask: set[int | signal.Signals], commands_r: int, answers_w: int, done_w: int
+        self,
+        parent: int,
+        mask: set[int | signal.Signals],
+        commands_r: int,
+        answers_w: int,
+        done_w: int,
+        tokens_r: int,
     ) -> NoReturn:
         """The helper's whole life: plan the sub-trees given, then apply them."""
         code = 0
@@ -366,6 +414,8 @@ class Helper:
                 kind, payload = _get(commands_r)
                 if kind == _UNIT:
                     assert isinstance(payload, list)
+                    if not _claimed(tokens_r):
+                        continue  # taken back: the parent plans it (see Helper.take_back)
                     start = len(plan.actions)
                     walk.run(payload)
                     bounds.append((start, len(plan.actions)))
@@ -403,6 +453,14 @@ class Helper:
             # Never back into the parent's frames (their finally blocks would
             # release its lock and write its log), and no exit handlers.
             os._exit(code)
+
+
+def _claimed(tokens: int) -> bool:
+    """Whether the helper got the token of the sub-tree it has just read (see Helper.take_back)."""
+    try:
+        return os.read(tokens, 1) == b"."
+    except BlockingIOError:
+        return False
 
 
 def _stop_once(signum: int, frame: FrameType | None) -> None:

@@ -179,6 +179,56 @@ def test_this_process_takes_back_what_the_helper_has_not_started(
     assert len(lines) == len(set(lines))
 
 
+@requires_rsync
+def test_at_the_end_of_its_walk_this_process_plans_what_the_helper_has_not_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gives: list[str], no_hang: None
+) -> None:
+    shared, single = twin_pairs(tmp_path)
+    # The helper stops in the first sub-tree it plans until this process,
+    # at the end of its walk, has taken back all it could: the sub-tree
+    # queued behind that first one surely comes back.
+    release_r, release_w = os.pipe()
+    main = os.getpid()
+    real_run, real_take_back = Walk.run, Helper.take_back
+    taken: list[str] = []
+    blocked = [False]
+
+    def walk_run(self: Walk, steps: list[Step]) -> None:
+        if os.getpid() != main and not blocked[0]:
+            blocked[0] = True  # in the helper (a fresh copy of this list in each run)
+            os.read(release_r, 1)
+        real_run(self, steps)
+
+    def take_back(self: Helper) -> list[Step] | None:
+        steps = real_take_back(self)
+        if steps is None:
+            os.write(release_w, b".")
+        else:
+            taken.append(steps[-1].rel)  # type: ignore[union-attr]
+        return steps
+
+    monkeypatch.setattr(Walk, "run", walk_run)
+    monkeypatch.setattr(Helper, "take_back", take_back)
+    for step in ("first", "second"):  # new folders (given with their MKDIR), then changes of every kind
+        if step == "second":
+            change(shared.src)
+            change(single.src)
+        gives.clear()
+        taken.clear()
+        one = run(shared, "2", monkeypatch)
+        other = run(single, "1", monkeypatch)
+        assert taken and set(taken) <= set(gives), (taken, gives)
+        assert one.exit_code == other.exit_code == ExitCode.OK, (one.failed, other.failed)
+        assert one.counts == other.counts and one.bytes_copied == other.bytes_copied
+        assert_rsync_clean(shared.src, shared.rep)
+        assert snapshot(shared.rep) == snapshot(single.rep)
+    os.close(release_r)
+    os.close(release_w)
+    lines = entries(log_messages(shared.logs))
+    assert Counter(lines) == Counter(entries(log_messages(single.logs)))
+    assert len(lines) == len(set(lines))
+
+
 def test_the_deletion_guard_counts_the_helpers_deletions(
     pair: Pair, monkeypatch: pytest.MonkeyPatch, gives: list[str]
 ) -> None:
