@@ -131,13 +131,19 @@ def plan_folder(
     # pattern and no --checksum nothing else can make them change, so they
     # are settled by one tuple comparison (this loop runs for every entry).
     fast = excluded is None and not rules.checksum
-    file_kind = Kind.FILE
+    file_kind, copy, new = Kind.FILE, Op.COPY, tuple.__new__
 
     for name, s in src_entries.items():
         r = rep_entries.get(name)
-        if fast and r == s and s.kind is file_kind and not name.startswith(TEMP_PREFIX):
-            untouched.append(name)
-            continue
+        if fast and s.kind is file_kind and not name.startswith(TEMP_PREFIX):
+            if r == s:
+                untouched.append(name)
+                continue
+            if r is None:
+                # A new file (all of a first copy): the Action made below,
+                # built without the keyword handling of its __new__.
+                copies.append(new(Action, (copy, rel, name, s, None, False, False, "")))
+                continue
         path = join(rel, name)
         if excluded is not None and excluded(path, s.kind is Kind.DIR):
             left_out.add(name)
