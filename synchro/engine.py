@@ -365,14 +365,14 @@ def _start_part(helper: Helper, bar: Progress | None, log: DailyLog) -> tuple[bo
 def _join_part(helper: Helper, started: bool, ctx: ApplyContext, walk: Walk, log: DailyLog) -> None:
     """Help the helper finish, add its outcome to the report, or do its part here if it stopped.
 
-    A sub-tree done here is planned anew (the helper's plan of it stays
-    there): what its listing finds unreadable was reported from the
-    helper's plan already, so only the actions count.
+    A sub-tree left half done by a helper that stopped is planned anew (the
+    helper's plan of it stays there): what its listing finds unreadable was
+    reported from the helper's plan already, so only the actions count.
     """
     if started:
         try:
-            while (rel := helper.steal()) is not None:
-                _apply_anew(walk, [rel], ctx)
+            while (actions := helper.steal()) is not None:
+                apply_plan(actions, ctx)
             part, console = helper.result()
         except HelperStopped as error:
             log.write(f"WARNING the helper process stopped: {error}; its part is done here")

@@ -228,9 +228,16 @@ class Helper:
             self._relay = _Relay(bar, self)
         return self._relay
 
-    def steal(self) -> str | None:
+    def steal(self) -> list[Action] | None:
         """Take back a sub-tree the helper has not started (this process has
-        run out of work): its path; None once it has none left. Raises HelperStopped."""
+        run out of work): the actions the helper planned for it; None once it
+        has none left. Raises HelperStopped.
+
+        The actions are applied here as planned: they are still right, as
+        nothing done since the plan touches a given sub-tree (see
+        :class:`synchro.walk._Giving`), and planning the sub-tree again would
+        list both of its sides again.
+        """
         if self._result is not None:
             return None
         if self.stopped:
@@ -243,9 +250,11 @@ class Helper:
             return None
         if payload is None:
             return None
-        assert isinstance(payload, int)
-        self.stolen.add(payload)
-        return self.given[payload]
+        assert isinstance(payload, tuple)
+        index, actions = payload
+        assert isinstance(index, int) and isinstance(actions, list)
+        self.stolen.add(index)
+        return actions
 
     def result(self) -> tuple[Report, str]:
         """Wait for the helper's report and console lines. Raises HelperStopped."""
@@ -524,8 +533,8 @@ def _handing_out(
     """The helper's sub-trees to apply, in the order given, a slice at a time.
 
     Between slices, a request to steal (see :meth:`Helper.steal`) is
-    answered with the last sub-tree not started, which the helper then
-    skips; once none is left, with None. Slices keep the answer quick: the
+    answered with the last sub-tree not started (its index and actions),
+    which the helper then skips; once none is left, with None. Slices keep the answer quick: the
     parent waits for it with nothing else to do. A sub-tree with nothing
     to do is never handed back (the parent would only plan it again).
     """
@@ -536,7 +545,12 @@ def _handing_out(
             kind, _ = _get(commands)
             if kind != _STEAL:
                 raise KeyboardInterrupt  # told to stop
-            answer("stolen", waiting.pop() if waiting else None)
+            if not waiting:
+                answer("stolen", None)
+                continue
+            index = waiting.pop()
+            start, end = bounds[index]
+            answer("stolen", (index, actions[start:end]))
 
     while True:
         answer_requests()

@@ -39,7 +39,7 @@ from synchro.fds import DirStack, open_root
 from synchro.helper import ENV, Helper
 from synchro.log import DailyLog
 from synchro.options import make_options
-from synchro.plan import Op, PlanRules, Step
+from synchro.plan import Action, Op, PlanRules, Step
 from synchro.walk import Plan, Walk, build_plan
 
 FOLDERS = 24
@@ -156,10 +156,16 @@ def test_this_process_takes_back_what_the_helper_has_not_started(
         if message[0] == "steal" and not stolen:
             os.write(ready_w, b"." * 4096)  # enough for every copy the helper still makes
 
-    def steal(self: Helper) -> str | None:
-        rel = real_steal(self)
-        stolen.extend([rel] if rel else [])
-        return rel
+    def steal(self: Helper) -> list[Action] | None:
+        before = set(self.stolen)
+        actions = real_steal(self)
+        if actions is not None:
+            [index] = self.stolen - before
+            rel = self.given[index]
+            stolen.append(rel)
+            # The helper's own plan of that sub-tree, nothing of anything else.
+            assert actions and all(a.path == rel or a.path.startswith(f"{rel}/") for a in actions)
+        return actions
 
     monkeypatch.setattr(synchro.filecopy, "_copy_data", copy)
     monkeypatch.setattr(synchro.filecopy, "_copy_small", None)  # the copy in Python, where it can wait
