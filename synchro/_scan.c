@@ -25,10 +25,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
 
 /* Signals (Ctrl+C) are looked at after this many entries of a large folder. */
 #define CHECK_SIGNALS_EVERY 1024
@@ -137,27 +141,134 @@ add_error(PyObject *errors, PyObject *name, int err)
     return status;
 }
 
-static PyObject *
-list_entries(PyObject *module, PyObject *args)
-{
+/* What one listing adds to: the two dicts, and how entries are made. */
+struct listing {
     int dir_fd;
+    PyObject *entries, *errors;
     PyTypeObject *meta_type;
-    PyObject *kinds;
-    if (!PyArg_ParseTuple(args, "iO!O!:list_entries", &dir_fd, &PyType_Type, &meta_type, &PyTuple_Type,
-                          &kinds))
-        return NULL;
-    if (!PyType_IsSubtype(meta_type, &PyTuple_Type) || PyTuple_GET_SIZE(kinds) != 4) {
-        PyErr_SetString(PyExc_TypeError, "list_entries: a tuple type and four kinds are needed");
-        return NULL;
-    }
-    PyObject *file_kind = PyTuple_GET_ITEM(kinds, 0), *dir_kind = PyTuple_GET_ITEM(kinds, 1);
-    PyObject *link_kind = PyTuple_GET_ITEM(kinds, 2), *special_kind = PyTuple_GET_ITEM(kinds, 3);
+    PyObject *file_kind, *dir_kind, *link_kind, *special_kind;
+    unsigned long count;
+};
 
-    /* As os.listdir(fd): a duplicate of the descriptor, read from the start. */
+/* lstat entry `n` relative to the folder and add it to entries or errors;
+   0, or -1 with a Python error set. */
+static int
+add_name(struct listing *l, const char *n)
+{
+    if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
+        return 0;
+    if (++l->count % CHECK_SIGNALS_EVERY == 0 && PyErr_CheckSignals() < 0)
+        return -1;
+    struct stat st;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (fstatat(l->dir_fd, n, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        err = errno;
+    Py_END_ALLOW_THREADS
+    if (err == ENOENT) /* gone since the listing */
+        return 0;
+    PyObject *name = PyUnicode_DecodeFSDefault(n);
+    if (name == NULL)
+        return -1;
+    int status;
+    if (err != 0) {
+        status = add_error(l->errors, name, err);
+    } else if (S_ISREG(st.st_mode)) {
+        Py_INCREF(Py_None);
+        status = add_entry(l->entries, name, l->meta_type, l->file_kind, &st, Py_None);
+    } else if (S_ISDIR(st.st_mode)) {
+        Py_INCREF(Py_None);
+        status = add_entry(l->entries, name, l->meta_type, l->dir_kind, &st, Py_None);
+    } else if (S_ISLNK(st.st_mode)) {
+        int link_err = 0;
+        PyObject *target = link_target(l->dir_fd, n, &link_err);
+        if (target != NULL)
+            status = add_entry(l->entries, name, l->meta_type, l->link_kind, &st, target);
+        else if (link_err == ENOENT)
+            status = 0;
+        else if (link_err != 0)
+            status = add_error(l->errors, name, link_err);
+        else
+            status = -1; /* a Python error (memory, decoding) */
+    } else {
+        Py_INCREF(Py_None);
+        status = add_entry(l->entries, name, l->meta_type, l->special_kind, &st, Py_None);
+    }
+    Py_DECREF(name);
+    return status;
+}
+
+static PyObject *
+os_error(int err)
+{
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+#ifdef __linux__
+/* The records getdents64 fills a buffer with. */
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+#define NAMES_BUFFER (32 * 1024)
+
+/* Linux: getdents64 on the folder's own descriptor, read from the start and
+   put back there, as os.listdir leaves it for whoever lists the folder
+   next. Four system calls fewer per folder than a DIR stream on a
+   duplicate (dup, two fcntl, close), in a walk that lists every folder of
+   both trees. */
+static int
+add_names(struct listing *l)
+{
+    char *buf = malloc(NAMES_BUFFER);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int status = 0;
+    if (lseek(l->dir_fd, 0, SEEK_SET) < 0) {
+        os_error(errno);
+        status = -1;
+    }
+    while (status == 0) {
+        long got;
+        Py_BEGIN_ALLOW_THREADS
+        got = syscall(SYS_getdents64, l->dir_fd, buf, NAMES_BUFFER);
+        Py_END_ALLOW_THREADS
+        if (got < 0) {
+            os_error(errno);
+            status = -1;
+        }
+        if (got <= 0)
+            break;
+        for (long at = 0; at < got && status == 0;) {
+            struct linux_dirent64 *entry = (struct linux_dirent64 *)(buf + at);
+            at += entry->d_reclen;
+            status = add_name(l, entry->d_name);
+        }
+    }
+    free(buf);
+    if (lseek(l->dir_fd, 0, SEEK_SET) < 0 && status == 0) {
+        os_error(errno);
+        status = -1;
+    }
+    return status;
+}
+#else
+/* Elsewhere, as os.listdir(fd): a DIR stream on a duplicate of the
+   descriptor, read from the start and put back there. */
+static int
+add_names(struct listing *l)
+{
     int fd, open_err = 0;
     DIR *dir = NULL;
     Py_BEGIN_ALLOW_THREADS
-    fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+    fd = fcntl(l->dir_fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) {
         open_err = errno;
     } else if ((dir = fdopendir(fd)) == NULL) {
@@ -166,81 +277,58 @@ list_entries(PyObject *module, PyObject *args)
     }
     Py_END_ALLOW_THREADS
     if (dir == NULL) {
-        errno = open_err;
-        return PyErr_SetFromErrno(PyExc_OSError);
+        os_error(open_err);
+        return -1;
     }
     rewinddir(dir);
-
-    PyObject *entries = PyDict_New(), *errors = PyDict_New(), *result = NULL;
-    if (entries == NULL || errors == NULL)
-        goto finish;
-    for (unsigned long count = 1;; count++) {
-        if (count % CHECK_SIGNALS_EVERY == 0 && PyErr_CheckSignals() < 0)
-            goto finish;
+    int status = 0;
+    while (status == 0) {
         struct dirent *entry;
-        struct stat st;
-        int err = 0, skip = 0;
+        int err = 0;
         Py_BEGIN_ALLOW_THREADS
         errno = 0;
         entry = readdir(dir);
-        if (entry == NULL) {
-            err = errno;
-        } else {
-            const char *n = entry->d_name;
-            skip = n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'));
-            if (!skip && fstatat(dir_fd, n, &st, AT_SYMLINK_NOFOLLOW) != 0)
-                err = errno;
-        }
+        err = errno;
         Py_END_ALLOW_THREADS
         if (entry == NULL) {
             if (err != 0) {
-                errno = err;
-                PyErr_SetFromErrno(PyExc_OSError);
-                goto finish;
+                os_error(err);
+                status = -1;
             }
             break;
         }
-        if (skip || err == ENOENT) /* ENOENT: gone since the listing */
-            continue;
-        PyObject *name = PyUnicode_DecodeFSDefault(entry->d_name);
-        if (name == NULL)
-            goto finish;
-        int status;
-        if (err != 0) {
-            status = add_error(errors, name, err);
-        } else if (S_ISREG(st.st_mode)) {
-            Py_INCREF(Py_None);
-            status = add_entry(entries, name, meta_type, file_kind, &st, Py_None);
-        } else if (S_ISDIR(st.st_mode)) {
-            Py_INCREF(Py_None);
-            status = add_entry(entries, name, meta_type, dir_kind, &st, Py_None);
-        } else if (S_ISLNK(st.st_mode)) {
-            int link_err = 0;
-            PyObject *target = link_target(dir_fd, entry->d_name, &link_err);
-            if (target != NULL)
-                status = add_entry(entries, name, meta_type, link_kind, &st, target);
-            else if (link_err == ENOENT)
-                status = 0;
-            else if (link_err != 0)
-                status = add_error(errors, name, link_err);
-            else
-                status = -1; /* a Python error (memory, decoding) */
-        } else {
-            Py_INCREF(Py_None);
-            status = add_entry(entries, name, meta_type, special_kind, &st, Py_None);
-        }
-        Py_DECREF(name);
-        if (status < 0)
-            goto finish;
+        status = add_name(l, entry->d_name);
     }
-    result = PyTuple_Pack(2, entries, errors);
-finish:
-    /* The duplicate shares its position with dir_fd: leave it at the start,
-       as os.listdir does, for whoever lists the folder next. */
+    /* The duplicate shares its position with dir_fd: back to the start. */
     rewinddir(dir);
     closedir(dir);
-    Py_XDECREF(entries);
-    Py_XDECREF(errors);
+    return status;
+}
+#endif
+
+static PyObject *
+list_entries(PyObject *module, PyObject *args)
+{
+    struct listing l = {0};
+    PyObject *kinds;
+    if (!PyArg_ParseTuple(args, "iO!O!:list_entries", &l.dir_fd, &PyType_Type, &l.meta_type, &PyTuple_Type,
+                          &kinds))
+        return NULL;
+    if (!PyType_IsSubtype(l.meta_type, &PyTuple_Type) || PyTuple_GET_SIZE(kinds) != 4) {
+        PyErr_SetString(PyExc_TypeError, "list_entries: a tuple type and four kinds are needed");
+        return NULL;
+    }
+    l.file_kind = PyTuple_GET_ITEM(kinds, 0);
+    l.dir_kind = PyTuple_GET_ITEM(kinds, 1);
+    l.link_kind = PyTuple_GET_ITEM(kinds, 2);
+    l.special_kind = PyTuple_GET_ITEM(kinds, 3);
+    PyObject *result = NULL;
+    l.entries = PyDict_New();
+    l.errors = PyDict_New();
+    if (l.entries != NULL && l.errors != NULL && add_names(&l) == 0)
+        result = PyTuple_Pack(2, l.entries, l.errors);
+    Py_XDECREF(l.entries);
+    Py_XDECREF(l.errors);
     return result;
 }
 
