@@ -202,7 +202,10 @@ def plan_folder(
         # Not seen, so neither copied nor deleted: the replica keeps its copy.
         copies.append(Action(Op.FAIL, rel, name, None, rep_entries.get(name), reason=error))
 
-    for name, r in rep_entries.items():
+    # Most folders of a daily run have no name only in the replica: one set
+    # comparison (in C) settles that, instead of three lookups per entry here.
+    judged = not left_out and not unreadable and rep_entries.keys() <= src_entries.keys()
+    for name, r in () if judged else rep_entries.items():
         if (name in src_entries and name not in left_out) or name in unreadable:
             continue
         path = join(rel, name)

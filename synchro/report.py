@@ -13,9 +13,10 @@ class Report:
     counts them.
     """
 
-    # A plain class, not a dataclass: ``dataclasses`` and the code it
-    # generates cost about 40 ms of every start of the command (see
-    # benchmarks/README.md), a sixth of a whole no-op run.
+    # A plain class, not a dataclass: importing ``dataclasses`` and running
+    # it for the records the command needs cost about 40 ms of each of its
+    # starts (benchmarks/README.md). Modules the command does not load at
+    # start (config, runner, verify, versions...) keep their dataclasses.
     __slots__ = (
         "added",
         "bytes_copied",

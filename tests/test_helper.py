@@ -106,6 +106,18 @@ def run(pair: Pair, processes: str, monkeypatch: pytest.MonkeyPatch, **options: 
     return pair.mirror(**options)
 
 
+def assert_same_outcome(shared: Pair, single: Pair, one: synchro.Report, other: synchro.Report) -> None:
+    """The shared run did what one process did: the same counts, the same replica, each entry logged once."""
+    assert one.exit_code == other.exit_code == ExitCode.OK, (one.failed, other.failed)
+    assert one.counts == other.counts
+    assert one.bytes_copied == other.bytes_copied
+    assert_rsync_clean(shared.src, shared.rep)
+    assert snapshot(shared.rep) == snapshot(single.rep)
+    lines = Counter(entries(log_messages(shared.logs)))
+    assert lines == Counter(entries(log_messages(single.logs)))
+    assert max(lines.values()) == 1
+
+
 @requires_rsync
 def test_a_shared_run_does_exactly_what_one_process_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gives: list[str]
@@ -119,15 +131,7 @@ def test_a_shared_run_does_exactly_what_one_process_does(
         one = run(shared, "2", monkeypatch)
         other = run(single, "1", monkeypatch)
         assert gives, "the helper took no sub-tree: the test proves nothing"
-        assert one.exit_code == other.exit_code == ExitCode.OK, (one.failed, other.failed)
-        assert one.counts == other.counts
-        assert one.bytes_copied == other.bytes_copied
-        assert_rsync_clean(shared.src, shared.rep)
-        assert snapshot(shared.rep) == snapshot(single.rep)
-    # Every entry logged exactly once, as the single process logs it.
-    shared_lines = Counter(entries(log_messages(shared.logs)))
-    assert shared_lines == Counter(entries(log_messages(single.logs)))
-    assert max(shared_lines.values()) == 1
+        assert_same_outcome(shared, single, one, other)
     assert "d05" not in gives  # its name changes type: removed and made here
     messages = log_messages(shared.logs)
     assert messages[-1].startswith("SUMMARY ") and messages[-1] == log_messages(single.logs)[-1]
@@ -177,12 +181,7 @@ def test_this_process_takes_back_what_the_helper_has_not_started(
     os.close(ready_w)
 
     assert len(gives) >= 2 and stolen and set(stolen) < set(gives)
-    assert one.exit_code == ExitCode.OK, one.failed
-    assert one.counts == other.counts and one.bytes_copied == other.bytes_copied
-    assert_rsync_clean(shared.src, shared.rep)
-    lines = entries(log_messages(shared.logs))
-    assert Counter(lines) == Counter(entries(log_messages(single.logs)))
-    assert len(lines) == len(set(lines))
+    assert_same_outcome(shared, single, one, other)
 
 
 @requires_rsync
@@ -224,15 +223,9 @@ def test_at_the_end_of_its_walk_this_process_plans_what_the_helper_has_not_start
         one = run(shared, "2", monkeypatch)
         other = run(single, "1", monkeypatch)
         assert taken and set(taken) <= set(gives), (taken, gives)
-        assert one.exit_code == other.exit_code == ExitCode.OK, (one.failed, other.failed)
-        assert one.counts == other.counts and one.bytes_copied == other.bytes_copied
-        assert_rsync_clean(shared.src, shared.rep)
-        assert snapshot(shared.rep) == snapshot(single.rep)
+        assert_same_outcome(shared, single, one, other)
     os.close(release_r)
     os.close(release_w)
-    lines = entries(log_messages(shared.logs))
-    assert Counter(lines) == Counter(entries(log_messages(single.logs)))
-    assert len(lines) == len(set(lines))
 
 
 def test_the_deletion_guard_counts_the_helpers_deletions(
