@@ -128,7 +128,7 @@ class Helper:
         self._keep_untouched = keep_untouched
         self._before_fork = before_fork
         self.pid = 0
-        self.given: list[str] = []  # the path of every sub-tree given, in order
+        self._units: list[tuple[str, list[Step]]] = []  # every sub-tree given, in order: (path, steps)
         self.stolen: set[int] = set()  # indexes into ``given`` taken back to be done here
         self._result: tuple[Report, str] | None = None
         self.stopped = ""  # why the helper stopped early, once it has
@@ -139,7 +139,6 @@ class Helper:
         # One byte per sub-tree given; whoever reads it plans that sub-tree
         # (see take_back). Both processes read this end; this one writes the other.
         self._tokens = self._tokens_w = -1
-        self._units: list[list[Step]] = []  # the steps of every sub-tree given, as ``given``
         self._progress = b""  # part of a progress record read so far
         self._relay: _Relay | None = None
 
@@ -170,10 +169,14 @@ class Helper:
             return False
         descend = steps[-1]
         assert isinstance(descend, Descend)
-        self.given.append(descend.rel)
-        self._units.append(steps)
+        self._units.append((descend.rel, steps))
         self._ahead += 1
         return True
+
+    @property
+    def given(self) -> list[str]:
+        """The path of every sub-tree given, in order."""
+        return [rel for rel, _ in self._units]
 
     def take_back(self) -> list[Step] | None:
         """The steps of the newest sub-tree given that the helper has not
@@ -198,10 +201,10 @@ class Helper:
         except OSError as error:
             self._stop(f"cannot read from it: {error.strerror or error}")
             return None
-        index = len(self.given) - len(self.stolen) - 1  # those taken back are the newest
+        index = len(self._units) - len(self.stolen) - 1  # those taken back are the newest
         self.stolen.add(index)
         self._ahead -= 1
-        return self._units[index]
+        return self._units[index][1]
 
     # --- the engine's side
 

@@ -12,6 +12,7 @@ import os
 import signal
 import stat
 import subprocess
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -35,11 +36,16 @@ print("released", flush=True)
 
 
 class FakeTime:
-    """An injected clock and sleep: sleeping moves the clock, nothing really waits."""
+    """An injected clock and sleep: sleeping moves the clock, nothing really waits.
 
-    def __init__(self) -> None:
+    ``meanwhile`` runs after each sleep, with the sleeps so far: what another
+    process does while the waiter sleeps.
+    """
+
+    def __init__(self, meanwhile: Callable[[list[float]], None] | None = None) -> None:
         self.now = 0.0
         self.sleeps: list[float] = []
+        self._meanwhile = meanwhile
 
     def monotonic(self) -> float:
         return self.now
@@ -47,6 +53,8 @@ class FakeTime:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+        if self._meanwhile is not None:
+            self._meanwhile(self.sleeps)
 
 
 def open_fds() -> set[str]:
@@ -150,14 +158,13 @@ def test_a_positive_timeout_gets_the_lock_once_the_holder_lets_go(tmp_path: Path
     path = tmp_path / "x.lock"
     holder = Flock(path)
     holder.acquire()
-    time = FakeTime()
 
-    def sleep(seconds: float) -> None:
-        time.sleep(seconds)
-        if len(time.sleeps) == 3:
+    def meanwhile(sleeps: list[float]) -> None:
+        if len(sleeps) == 3:
             holder.release()
 
-    with Flock(path, timeout=30, sleep=sleep, monotonic=time.monotonic) as waiter:
+    time = FakeTime(meanwhile)
+    with Flock(path, timeout=30, sleep=time.sleep, monotonic=time.monotonic) as waiter:
         assert waiter.is_locked
         assert time.sleeps == [POLL_SECONDS] * 3
         with pytest.raises(LockTimeout):  # and it is held for real
@@ -265,14 +272,13 @@ def test_a_lock_file_deleted_while_waiting_is_not_trusted(tmp_path: Path, no_han
     path = tmp_path / "x.lock"
     holder = Flock(path)
     holder.acquire()
-    time = FakeTime()
 
-    def sleep(seconds: float) -> None:
-        time.sleep(seconds)
+    def meanwhile(sleeps: list[float]) -> None:
         path.unlink()  # a clean-up of the temporary folder, say
         holder.release()
 
-    with Flock(path, timeout=30, sleep=sleep, monotonic=time.monotonic), pytest.raises(LockTimeout):
+    time = FakeTime(meanwhile)
+    with Flock(path, timeout=30, sleep=time.sleep, monotonic=time.monotonic), pytest.raises(LockTimeout):
         Flock(path, timeout=0).acquire()  # the waiter holds the file named there now
     assert path.exists()
 
