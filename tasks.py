@@ -12,7 +12,7 @@
 Every task reads ``--config PATH`` (default: ``$SYNCHRO_CONFIG``, else
 ``backups.ini`` in the current folder); give it after the task name, since
 Invoke's own ``--config`` before it means Invoke's configuration file. The
-tasks only translate flags: the work is done by :mod:`synchro.runner`.
+tasks only translate flags: the work is done by :mod:`synchro.faces.runner`.
 Exit codes are the ``synchro`` command's (README, "Exit codes").
 """
 
@@ -28,12 +28,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from synchro import runner
-from synchro.config import Config, PairConfig, config_path, load_config
 from synchro.errors import ConfigError, ExitCode, SynchroError, Terminated
-from synchro.progress import wanted
-from synchro.signals import sigterm_as_interrupt
-from synchro.status import format_json, format_table
+from synchro.faces import runner
+from synchro.faces.config import Config, PairConfig, config_path, load_config
+from synchro.faces.progress import wanted
+from synchro.faces.signals import sigterm_as_interrupt
+from synchro.features.status import format_json, format_table
 
 # Short flags are chosen, not left to Invoke: it would give --checksum "-h"
 # (once --config has "-c"), which would hide "inv backup -h" (help).

@@ -7,10 +7,10 @@ daily log ``LOGS/LOG-YYYY-MM-DD.txt``. See :class:`Synchro` and :func:`mirror`.
 
 from __future__ import annotations
 
-from .api import Pair, Synchro, mirror
-from .engine import Hooks
 from .errors import ConfigError, ExitCode, ReplicaLocked, SynchroError
-from .report import Report
+from .faces.api import Pair, Synchro, mirror
+from .pipeline.engine import Hooks
+from .pipeline.report import Report
 
 __version__ = "0.1.0"
 

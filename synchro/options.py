@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from .errors import ConfigError
-from .exclude import Excluder
+from .pipeline.exclude import Excluder
 
 MIN_INTERVAL_HOURS = 0.25
 
@@ -203,7 +203,7 @@ class MirrorOptions(NamedTuple):
     modify_window: float = 0.0
     create_replica: bool = False
     # Where replaced and deleted replica entries are kept (None: nowhere),
-    # and for how long (see synchro.versions).
+    # and for how long (see synchro.features.versions).
     versions: str | None = None
     keep_versions: KeepVersions = KeepVersions()
 

@@ -19,7 +19,7 @@ from treeutil import BASE_NS, assert_mirror, build, log_lines, log_messages, sum
 
 import synchro
 from synchro import ConfigError, Hooks, Report, Synchro
-from synchro.plan import Action, Op
+from synchro.pipeline.plan import Action, Op
 
 START = datetime(2026, 5, 4, 3, 0, 0)
 

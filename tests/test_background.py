@@ -12,7 +12,7 @@ from pathlib import Path
 from treeutil import assert_mirror, assert_rsync_clean
 
 from synchro import ExitCode, mirror
-from synchro.apply import BACKGROUND_MIN_SIZE
+from synchro.pipeline.apply import BACKGROUND_MIN_SIZE
 
 BIG = BACKGROUND_MIN_SIZE * 3
 

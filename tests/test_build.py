@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import synchro.filecopy
-import synchro.scan
+import synchro.endpoints.local.filecopy
+import synchro.endpoints.local.scan
 
 
 def can_compile() -> bool:
@@ -25,8 +25,11 @@ def can_compile() -> bool:
 
 
 @pytest.mark.skipif(not can_compile(), reason="no C compiler or Python headers here: the Python loops run")
-@pytest.mark.parametrize("module", ["synchro._scan", "synchro._copy"])
+@pytest.mark.parametrize("module", ["synchro.endpoints.local._scan", "synchro.endpoints.local._copy"])
 def test_the_compiled_modules_are_built_and_used(module: str) -> None:
     built = importlib.import_module(module)
-    used = {"synchro._scan": synchro.scan.list_entries, "synchro._copy": synchro.filecopy._copy_small}
+    used = {
+        "synchro.endpoints.local._scan": synchro.endpoints.local.scan.list_entries,
+        "synchro.endpoints.local._copy": synchro.endpoints.local.filecopy._copy_small,
+    }
     assert used[module] is getattr(built, "list_entries" if module.endswith("scan") else "copy_small")

@@ -15,7 +15,7 @@ from treeutil import BASE_NS, assert_mirror, build, log_messages, snapshot, summ
 
 import synchro
 from synchro import Hooks
-from synchro.plan import Action
+from synchro.pipeline.plan import Action
 
 SCRIPT = Path(sysconfig.get_path("scripts")) / "synchro"
 
@@ -307,7 +307,7 @@ def test_ongoing_mode_exits_with_the_last_cycles_code(pair: Pair) -> None:
 
 def test_main_returns_the_exit_code_in_process(pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
     """cli.main is also callable from Python (the console script calls it, through cli.command)."""
-    from synchro.cli import main
+    from synchro.faces.cli import main
 
     write(pair.src / "f", "f")
     assert main([str(pair.src), str(pair.rep), "1", str(pair.logs), "--once", "-q"]) == 0

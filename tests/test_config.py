@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from synchro.config import KEYS, config_path, load_config, parse_config
 from synchro.errors import ConfigError
+from synchro.faces.config import KEYS, config_path, load_config, parse_config
 from synchro.options import DeleteLimit
 
 FOLDER = "/etc/backups"

@@ -1,6 +1,6 @@
-"""The copy of one file: the compiled path (``synchro._copy``) ends exactly as the Python one.
+"""The copy of one file: the compiled path (``synchro.endpoints.local._copy``) ends exactly as the Python one.
 
-:func:`synchro.filecopy.copy_file` copies a small file in one call into C
+:func:`synchro.endpoints.local.filecopy.copy_file` copies a small file in one call into C
 when the install built it, and otherwise (or for a large file, or with a
 test hook) step by step in Python. Each test here makes the same copy both
 ways, from the same source into two replica folders, and compares what a
@@ -20,10 +20,10 @@ import pytest
 from conftest import NOBODY, open_to_others, run_as_nobody
 from treeutil import BASE_NS, SECOND, snapshot, write
 
-import synchro.filecopy as filecopy
-from synchro.filecopy import SMALL_FILE, SourceChanged, SourceVanished, copy_file
+import synchro.endpoints.local.filecopy as filecopy
+from synchro.endpoints.local.filecopy import SMALL_FILE, SourceChanged, SourceVanished, copy_file
 
-compiled = pytest.importorskip("synchro._copy", reason="the compiled copy is not built here")
+compiled = pytest.importorskip("synchro.endpoints.local._copy", reason="the compiled copy is not built here")
 
 Outcome = tuple[str, object]  # ("copied", bytes) or (exception name, its text or errno)
 

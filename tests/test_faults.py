@@ -50,19 +50,19 @@ from treeutil import (
 )
 
 import synchro
-import synchro.engine
-import synchro.log
+import synchro.pipeline.engine
+import synchro.pipeline.log
 from synchro import Hooks
-from synchro.log import DailyLog
 from synchro.options import make_options
-from synchro.plan import Action
+from synchro.pipeline.log import DailyLog
+from synchro.pipeline.plan import Action
 
 MiB = 1 << 20
 
 # The child: runs synchro (API or command) with a hook that stops at one point.
 CHILD = r"""
 import json, os, sys
-import synchro, synchro.engine, synchro.walk
+import synchro, synchro.pipeline.engine, synchro.pipeline.walk
 from synchro import Hooks
 
 args = json.loads(sys.argv[1])
@@ -86,20 +86,20 @@ def during_copy(action, copied):  # in the middle of one file's copy
         wait_for_parent(f"COPYING {action.path} {copied}")
 
 if stop["op"] == "SCAN":  # while listing the Nth folder of the plan
-    real_list = synchro.walk._list
+    real_list = synchro.pipeline.walk._list
     def slow_list(stack, rel):
         global seen
         if seen == stop["n"]:
             wait_for_parent(f"SCAN {rel}")
         seen += 1
         return real_list(stack, rel)
-    synchro.walk._list = slow_list
+    synchro.pipeline.walk._list = slow_list
 hooks = Hooks(before_action=before_action, during_copy=during_copy)
 
 if "cli" in args:
     # The command makes its own Hooks(); the engine asks for them by name.
-    synchro.engine.Hooks = lambda: hooks
-    from synchro.cli import main
+    synchro.pipeline.engine.Hooks = lambda: hooks
+    from synchro.faces.cli import main
     sys.exit(main(args["cli"]))
 report = synchro.mirror(args["src"], args["rep"], logpath=args["logs"], hooks=hooks)
 sys.exit(int(report.exit_code))
@@ -533,7 +533,7 @@ def test_an_unwritable_log_folder_is_one_warning_and_the_run_goes_on(
     open_to_others(logs / "LOGS")  # readable, not writable, by nobody
 
     def work() -> tuple[int, Any]:
-        from synchro.cli import main
+        from synchro.faces.cli import main
 
         return main([str(pair.src), str(pair.rep), "1", str(logs), "--once", "-q"]), None
 
@@ -554,7 +554,7 @@ def test_lines_that_could_not_be_written_wait_and_the_oldest_are_dropped_with_a_
     """While the log cannot be written its lines wait (at most MAX_PENDING; the
     oldest beyond are dropped and counted), and are written when it can be again."""
     build(pair.src, {f"f{index:02d}": "x" for index in range(30)})
-    monkeypatch.setattr(synchro.log, "MAX_PENDING", 10)
+    monkeypatch.setattr(synchro.pipeline.log, "MAX_PENDING", 10)
     real_append = DailyLog._append
     full = True
 
@@ -566,7 +566,7 @@ def test_lines_that_could_not_be_written_wait_and_the_oldest_are_dropped_with_a_
     monkeypatch.setattr(DailyLog, "_append", append_unless_full)
     log = DailyLog(pair.logs)
 
-    report = synchro.engine.run_cycle(pair.src, pair.rep, make_options(), log)
+    report = synchro.pipeline.engine.run_cycle(pair.src, pair.rep, make_options(), log)
 
     assert report.exit_code == 0
     assert log_lines(pair.logs) == []

@@ -1,4 +1,4 @@
-"""A run shared with a helper process (synchro.helper): same outcome, same safety.
+"""A run shared with a helper process (synchro.pipeline.helper): same outcome, same safety.
 
 ``SYNCHRO_PROCESSES=2`` makes every run share its work even on one core,
 ``=1`` keeps it in one process: the two are compared on identical trees.
@@ -31,16 +31,16 @@ from treeutil import (
 )
 
 import synchro
-import synchro.engine
-import synchro.filecopy
-import synchro.helper
+import synchro.endpoints.local.filecopy
+import synchro.pipeline.engine
+import synchro.pipeline.helper
+from synchro.endpoints.local.fds import DirStack, open_root
 from synchro.errors import ExitCode
-from synchro.fds import DirStack, open_root
-from synchro.helper import ENV, Helper
-from synchro.log import DailyLog
 from synchro.options import make_options
-from synchro.plan import Action, Op, PlanRules, Step
-from synchro.walk import Plan, Walk, build_plan
+from synchro.pipeline.helper import ENV, Helper
+from synchro.pipeline.log import DailyLog
+from synchro.pipeline.plan import Action, Op, PlanRules, Step
+from synchro.pipeline.walk import Plan, Walk, build_plan
 
 FOLDERS = 24
 
@@ -147,7 +147,7 @@ def test_this_process_takes_back_what_the_helper_has_not_started(
     # that sub-tree is done, so the others surely come back.
     ready_r, ready_w = os.pipe()
     main = os.getpid()
-    real_copy, real_send, real_steal = synchro.filecopy._copy_data, Helper._send, Helper.steal
+    real_copy, real_send, real_steal = synchro.endpoints.local.filecopy._copy_data, Helper._send, Helper.steal
     stolen: list[str] = []
 
     def copy(src: int, dst: int, *args: Any, **kwargs: Any) -> int:
@@ -171,8 +171,10 @@ def test_this_process_takes_back_what_the_helper_has_not_started(
             assert actions and all(a.path == rel or a.path.startswith(f"{rel}/") for a in actions)
         return actions
 
-    monkeypatch.setattr(synchro.filecopy, "_copy_data", copy)
-    monkeypatch.setattr(synchro.filecopy, "_copy_small", None)  # the copy in Python, where it can wait
+    monkeypatch.setattr(synchro.endpoints.local.filecopy, "_copy_data", copy)
+    monkeypatch.setattr(
+        synchro.endpoints.local.filecopy, "_copy_small", None
+    )  # the copy in Python, where it can wait
     monkeypatch.setattr(Helper, "_send", send)
     monkeypatch.setattr(Helper, "steal", steal)
     one = run(shared, "2", monkeypatch)
@@ -280,7 +282,7 @@ def test_a_helper_that_fails_while_applying_leaves_its_part_to_this_process(
 
         return apply_part
 
-    monkeypatch.setattr(synchro.engine, "_helper_apply", failing)
+    monkeypatch.setattr(synchro.pipeline.engine, "_helper_apply", failing)
 
     report = run(pair, "2", monkeypatch)
 
@@ -319,7 +321,7 @@ def test_the_bar_counts_the_helpers_progress_too(
         bars.append(CountingBar(entries, nbytes))
         return bars[-1]
 
-    report = synchro.engine.run_cycle(
+    report = synchro.pipeline.engine.run_cycle(
         pair.src, pair.rep, make_options(), DailyLog(pair.logs), progress=factory
     )
 
@@ -415,18 +417,18 @@ SLOW_SIZE = 77_777
 # SLOW_SIZE file (a temporary exists then) until a signal stops it.
 CHILD = r"""
 import os, sys
-import synchro.filecopy
+import synchro.endpoints.local.filecopy
 main_pid = os.getpid()
 never, kept_open = os.pipe()  # nothing is ever written: a read blocks until a signal
-real = synchro.filecopy._copy_data
+real = synchro.endpoints.local.filecopy._copy_data
 def slow(src, dst, *args, **kwargs):
     if os.getpid() != main_pid and os.fstat(src).st_size == SIZE:
         print(f"READY {os.getpid()} {os.readlink(f'/proc/self/fd/{dst}')}", flush=True)
         os.read(never, 1)
     return real(src, dst, *args, **kwargs)
-synchro.filecopy._copy_data = slow
-synchro.filecopy._copy_small = None  # the copy in Python, where it can wait
-from synchro.cli import main
+synchro.endpoints.local.filecopy._copy_data = slow
+synchro.endpoints.local.filecopy._copy_small = None  # the copy in Python, where it can wait
+from synchro.faces.cli import main
 sys.exit(main(sys.argv[1:]))
 """.replace("SIZE", str(SLOW_SIZE))
 
@@ -502,10 +504,14 @@ def test_stopping_a_shared_run_stops_the_helper_cleanly(pair: Pair, how: str) ->
 @pytest.mark.parametrize("way", ["compiled", "ctypes"])
 def test_the_helper_asks_for_sigterm_when_its_parent_dies(way: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if way == "compiled":
-        copy_module = pytest.importorskip("synchro._copy")  # built where a compiler is (tests/test_build.py)
+        copy_module = pytest.importorskip(
+            "synchro.endpoints.local._copy"
+        )  # built where a compiler is (tests/test_build.py)
         assert hasattr(copy_module, "parent_death_signal")
     else:
-        monkeypatch.setitem(sys.modules, "synchro._copy", None)  # an install without the compiled module
+        monkeypatch.setitem(
+            sys.modules, "synchro.endpoints.local._copy", None
+        )  # an install without the compiled module
     ready_r, ready_w = os.pipe()
     out_r, out_w = os.pipe()
     never_r, never_w = os.pipe()  # nothing is ever written to it
@@ -517,7 +523,7 @@ def test_the_helper_asks_for_sigterm_when_its_parent_dies(way: str, monkeypatch:
             if helper == 0:
                 code = 2
                 signal.signal(signal.SIGTERM, lambda *_: os._exit(os.write(out_w, b"SIGTERM") and 0))
-                synchro.helper._parent_death_signal(signal.SIGTERM)
+                synchro.pipeline.helper._parent_death_signal(signal.SIGTERM)
                 os.write(out_w, f"{os.getpid()} ".encode())
                 os.write(ready_w, b".")
                 os.read(never_r, 1)  # waits for the signal

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from synchro import ExitCode, Hooks, mirror
-from synchro.plan import Action, Op
+from synchro.pipeline.plan import Action, Op
 
 OUTSIDE_SECRET = b"secret outside the source\n"
 

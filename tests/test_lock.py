@@ -1,4 +1,4 @@
-"""The file locks (synchro/lock.py): our own flock, shared by processes and users.
+"""The file locks (synchro/pipeline/lock.py): our own flock, shared by processes and users.
 
 Every test works on real files in ``tmp_path``; waits use an injected clock
 and sleep, so nothing here really waits for a timeout.
@@ -21,13 +21,14 @@ from typing import Any
 import pytest
 from conftest import NOBODY, open_to_others, run_as_nobody, start_python
 
-from synchro import ConfigError, ReplicaLocked, status
-from synchro.lock import LOCK_FOLDER, POLL_SECONDS, Flock, LockTimeout, ReplicaLock, lock_path
+from synchro import ConfigError, ReplicaLocked
+from synchro.features import status
+from synchro.pipeline.lock import LOCK_FOLDER, POLL_SECONDS, Flock, LockTimeout, ReplicaLock, lock_path
 
 # A child that takes the lock, says so, and holds it until its standard input closes.
 HOLD = """
 import sys
-from synchro.lock import Flock
+from synchro.pipeline.lock import Flock
 with Flock(sys.argv[1], timeout=0):
     print("held", flush=True)
     sys.stdin.read()
@@ -461,14 +462,14 @@ def test_the_lock_of_a_replica_is_named_by_the_sha256_of_its_path(
     """The same name with CPython's own SHA-256 module or with hashlib's: every run agrees."""
     import hashlib
 
-    import synchro.lock
+    import synchro.pipeline.lock
 
     if not builtin:
 
         def no_module(name: str) -> object:
             raise ImportError(name)
 
-        monkeypatch.setattr(synchro.lock, "import_module", no_module)
+        monkeypatch.setattr(synchro.pipeline.lock, "import_module", no_module)
     replica = "/srv/backup/ph\u00f6tos"
     expected = hashlib.sha256(replica.encode()).hexdigest()[:32]
     assert os.path.basename(lock_path(replica)) == f"{expected}.lock"

@@ -29,10 +29,10 @@ from treeutil import (
 )
 
 import synchro
-import synchro.log
+import synchro.pipeline.log
 from synchro import Hooks, Synchro
-from synchro.lock import Flock
-from synchro.plan import Action, Op
+from synchro.pipeline.lock import Flock
+from synchro.pipeline.plan import Action, Op
 
 WORDS = "START|ADDED|OVERWRITTEN|DELETED|FAILED|SKIPPED|VANISHED|UNTOUCHED|SUMMARY|ERROR|REFUSED|LOCKED|CREATED|WARNING|ONGOING|INTERRUPTED"
 LINE = re.compile(rf"^\d{{4}}-\d{{2}}-\d{{2}} \d{{2}}:\d{{2}}:\d{{2}} ({WORDS}) \S")
@@ -311,7 +311,7 @@ def test_ctrl_c_while_the_log_is_being_written_loses_no_line(
                 signal.setitimer(signal.ITIMER_REAL, 0.1)
             super().acquire()
 
-    monkeypatch.setattr(synchro.log, "Flock", InterruptedOnce)
+    monkeypatch.setattr(synchro.pipeline.log, "Flock", InterruptedOnce)
     previous = signal.signal(signal.SIGALRM, ctrl_c)
     try:
         api = Synchro(pair.logs, quiet=True)
@@ -363,4 +363,4 @@ def test_ctrl_c_just_after_a_line_is_shown_still_logs_it(pair: Pair) -> None:
 )
 def test_the_log_folder_is_spelled_as_pathlib_spells_it(logpath: str) -> None:
     """Messages and ``inv`` listings show the folder as they did when it was a Path."""
-    assert synchro.log.log_dir(logpath) == str(Path(logpath).expanduser() / "LOGS")
+    assert synchro.pipeline.log.log_dir(logpath) == str(Path(logpath).expanduser() / "LOGS")

@@ -13,7 +13,7 @@ from conftest import NOBODY, Pair, chown_tree, mirror_as_nobody, open_to_others,
 from treeutil import BASE_NS, assert_mirror, build, log_messages, summary, write
 
 import synchro
-from synchro.cli import main
+from synchro.faces.cli import main
 
 
 @pytest.fixture

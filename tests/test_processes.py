@@ -32,7 +32,7 @@ from treeutil import (
 
 CHILD = r"""
 import json, os, sys
-import synchro, synchro.filecopy
+import synchro, synchro.endpoints.local.filecopy
 from synchro import Hooks
 
 args = json.loads(sys.argv[1])
@@ -52,17 +52,17 @@ if args["mode"] == "after-files":
             copies += 1
     hooks = Hooks(before_action=before_action)
 elif args["mode"] == "mid-copy":
-    real_copy = synchro.filecopy._copy_data
+    real_copy = synchro.endpoints.local.filecopy._copy_data
     def half_then_wait(src, dst, on_chunk=None, size=None):
         half = os.read(src, os.fstat(src).st_size // 2)
         os.write(dst, half)
         wait_for_parent()
         return len(half) + real_copy(src, dst, on_chunk)
-    synchro.filecopy._copy_data = half_then_wait
-    synchro.filecopy._copy_small = None  # the copy in Python, where it can stop halfway
+    synchro.endpoints.local.filecopy._copy_data = half_then_wait
+    synchro.endpoints.local.filecopy._copy_small = None  # the copy in Python, where it can stop halfway
 
 if "cli" in args:
-    from synchro.cli import main
+    from synchro.faces.cli import main
     sys.exit(main(args["cli"]))
 report = synchro.mirror(args["src"], args["rep"], logpath=args["logs"], hooks=hooks)
 sys.exit(int(report.exit_code))

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-import synchro.progress
+import synchro.faces.progress
 from synchro import Synchro
-from synchro.progress import BarConsole, wanted
+from synchro.faces.progress import BarConsole, wanted
 
 REPO = Path(__file__).resolve().parents[1]
 BAR = re.compile(r"\d+/\d+ entries: +\d+%\|")  # "12/40 entries:  30%|###"
@@ -75,7 +75,7 @@ def make_tree(root: Path, count: int) -> None:
 
 
 def test_synchro_draws_a_bar_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(synchro.progress, "DELAY", 0)
+    monkeypatch.setattr(synchro.faces.progress, "DELAY", 0)
     make_tree(tmp_path / "src", 5)
     (tmp_path / "rep").mkdir()
     stream = io.StringIO()
@@ -89,7 +89,7 @@ def test_synchro_draws_a_bar_when_asked(tmp_path: Path, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "not-asked"])
 def test_no_bar_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet: bool) -> None:
-    monkeypatch.setattr(synchro.progress, "DELAY", 0)
+    monkeypatch.setattr(synchro.faces.progress, "DELAY", 0)
     make_tree(tmp_path / "src", 5)
     (tmp_path / "rep").mkdir()
     stream = io.StringIO()
@@ -103,7 +103,7 @@ PROBE = """
 import struct
 import sys
 import termios
-from synchro.cli import main
+from synchro.faces.cli import main
 code = main(sys.argv[1:])
 print("LOADED", *[name for name in ("tqdm", "schedule", "invoke") if name in sys.modules], file=sys.stderr)
 sys.exit(code)
@@ -142,7 +142,7 @@ def child_env(tmp_path: Path) -> dict[str, str]:
     site.mkdir()
     # Draw at once, so that a run of milliseconds shows its bar.
     (site / "sitecustomize.py").write_text(
-        "import synchro.progress\nsynchro.progress.DELAY = 0\n", encoding="utf-8"
+        "import synchro.faces.progress\nsynchro.faces.progress.DELAY = 0\n", encoding="utf-8"
     )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])

@@ -30,8 +30,8 @@ from treeutil import (
 )
 
 from synchro import Hooks, mirror
-from synchro.filecopy import CHUNK
-from synchro.plan import Action, Op
+from synchro.endpoints.local.filecopy import CHUNK
+from synchro.pipeline.plan import Action, Op
 
 SIZE = 3 * CHUNK  # a copy in three chunks: the change lands in the middle
 OLD = b"o" * SIZE

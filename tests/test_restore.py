@@ -2,7 +2,7 @@
 
 The runs that make the versions go through :func:`synchro.mirror` with an
 injected clock; the restores through ``inv restore`` in a subprocess (the
-face users have), and through :func:`synchro.runner.restore`, the library
+face users have), and through :func:`synchro.faces.runner.restore`, the library
 under it, where only the outcome on disk matters.
 """
 
@@ -19,9 +19,10 @@ from test_tasks import Inv, one_line_error
 from treeutil import BASE_NS, Link, assert_mirror, build, diff, set_mtime, snapshot, write
 
 import synchro
-from synchro import ConfigError, runner
-from synchro.config import load_config
-from synchro.lock import ReplicaLock
+from synchro import ConfigError
+from synchro.faces import runner
+from synchro.faces.config import load_config
+from synchro.pipeline.lock import ReplicaLock
 
 T1 = datetime(2026, 3, 1, 3, 0, 0)
 T2 = T1 + timedelta(days=1)

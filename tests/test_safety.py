@@ -31,10 +31,10 @@ from treeutil import (
     write,
 )
 
-import synchro.filecopy
+import synchro.endpoints.local.filecopy
 from synchro import Hooks, mirror
-from synchro.filecopy import OnChunk
-from synchro.plan import Action, Op
+from synchro.endpoints.local.filecopy import OnChunk
+from synchro.pipeline.plan import Action, Op
 
 # --- refusals: exit 2, nothing touched -------------------------------------------------
 
@@ -347,9 +347,9 @@ def test_a_file_changed_while_copying_is_not_installed(
 
     def opener(name: str, dir_fd: int) -> int:
         opened.append(name)
-        return synchro.filecopy.default_opener(name, dir_fd)
+        return synchro.endpoints.local.filecopy.default_opener(name, dir_fd)
 
-    real_copy = synchro.filecopy._copy_data
+    real_copy = synchro.endpoints.local.filecopy._copy_data
 
     def copy_then_change(src: int, dst: int, on_chunk: OnChunk | None = None, size: int | None = None) -> int:
         # The bytes are in the temporary; now the source changes under us,
@@ -359,7 +359,7 @@ def test_a_file_changed_while_copying_is_not_installed(
             change(pair.src / "doc")
         return copied
 
-    monkeypatch.setattr(synchro.filecopy, "_copy_data", copy_then_change)
+    monkeypatch.setattr(synchro.endpoints.local.filecopy, "_copy_data", copy_then_change)
     start = len(log_messages(pair.logs))
 
     report = mirror(pair.src, pair.rep, logpath=pair.logs, hooks=Hooks(opener=opener))

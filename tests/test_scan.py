@@ -1,6 +1,6 @@
-"""The scan's hot loop: the compiled one (``synchro._scan``) gives exactly what the Python one gives.
+"""The scan's hot loop: the compiled one (``synchro.endpoints.local._scan``) gives exactly what the Python one gives.
 
-Every run lists folders through :func:`synchro.scan.list_folder`, which uses
+Every run lists folders through :func:`synchro.endpoints.local.scan.list_folder`, which uses
 the compiled loop when the install built it. These tests list the same real
 folders with both loops and compare the results field for field: kinds,
 sizes, nanosecond times (beyond 64-bit nanoseconds too), permission bits,
@@ -23,10 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from treeutil import BASE_NS, SECOND, Link, build, set_mtime, write
 
-from synchro import scan
-from synchro.scan import Kind, Meta
+from synchro.endpoints.local import scan
+from synchro.endpoints.local.scan import Kind, Meta
 
-compiled = pytest.importorskip("synchro._scan", reason="the compiled scan loop is not built here")
+compiled = pytest.importorskip(
+    "synchro.endpoints.local._scan", reason="the compiled scan loop is not built here"
+)
 
 KINDS = (Kind.FILE, Kind.DIR, Kind.LINK, Kind.SPECIAL)
 Result = tuple[dict[str, Meta], dict[str, str]]

@@ -13,8 +13,7 @@ import pytest
 
 from synchro import Hooks, Synchro
 from synchro.errors import ExitCode
-from synchro.report import Report
-from synchro.status import (
+from synchro.features.status import (
     PairRecord,
     RunRecord,
     StatusError,
@@ -26,6 +25,7 @@ from synchro.status import (
     record_run,
     result_line,
 )
+from synchro.pipeline.report import Report
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, 3, 0, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ matters (``watch``, ``status``), a ``sitecustomize`` put on the child's
 ``PYTHONPATH`` starts a :mod:`time_machine` traveller at a given moment
 and turns ``time.sleep`` into a shift of that traveller: the child believes
 hours pass while the test takes milliseconds, and never waits. The last
-test calls :mod:`synchro.runner`, the library under the tasks, in process.
+test calls :mod:`synchro.faces.runner`, the library under the tasks, in process.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from synchro import runner
-from synchro.api import Synchro
-from synchro.config import load_config
+from synchro.faces import runner
+from synchro.faces.api import Synchro
+from synchro.faces.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 INV = Path(sys.executable).parent / "inv"

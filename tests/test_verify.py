@@ -1,7 +1,7 @@
 """Verify (README: "Versions, verify and restore"): every byte read, every difference listed, nothing changed.
 
 Through the ``synchro`` command and ``inv verify`` in subprocesses, and the
-library (:func:`synchro.verify.run_verify`) in process where memory or a
+library (:func:`synchro.features.verify.run_verify`) in process where memory or a
 progress bar is measured.
 """
 
@@ -21,9 +21,9 @@ from test_tasks import Inv
 from treeutil import BASE_NS, Link, build, snapshot, write
 
 import synchro
-from synchro.lock import ReplicaLock
+from synchro.features.verify import run_verify
 from synchro.options import make_options
-from synchro.verify import run_verify
+from synchro.pipeline.lock import ReplicaLock
 
 
 def verify(pair: Pair, *args: object) -> subprocess.CompletedProcess[str]:
@@ -213,7 +213,7 @@ def draw_at_once(tmp_path: Path) -> dict[str, str]:
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
-        "import synchro.progress\nsynchro.progress.DELAY = 0\n", encoding="utf-8"
+        "import synchro.faces.progress\nsynchro.faces.progress.DELAY = 0\n", encoding="utf-8"
     )
     env = child_env()
     env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])

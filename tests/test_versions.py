@@ -34,12 +34,12 @@ from treeutil import BASE_NS, Link, assert_mirror, build, log_messages, snapshot
 
 import synchro
 from synchro import ConfigError, Hooks, Synchro
-from synchro.config import parse_config
-from synchro.filecopy import default_opener
+from synchro.endpoints.local.filecopy import default_opener
+from synchro.faces.config import parse_config
+from synchro.features.restore import restore
+from synchro.features.versions import list_versions
 from synchro.options import KeepVersions, parse_keep_versions
-from synchro.plan import Action
-from synchro.restore import restore
-from synchro.versions import list_versions
+from synchro.pipeline.plan import Action
 
 T1 = datetime(2026, 3, 1, 3, 0, 0)
 
@@ -708,7 +708,7 @@ def test_inv_backup_keeps_versions_and_inv_versions_lists_them(tmp_path: Path) -
 
 CHILD = r"""
 import json, os, sys
-import synchro, synchro.versions
+import synchro, synchro.features.versions
 from synchro import Hooks
 
 args = json.loads(sys.argv[1])
@@ -727,13 +727,13 @@ def before_action(action):
 
 if args["mode"] == "after-the-copy":
     # Across file systems: stop once the version is copied, before the replica entry goes.
-    real_copy = synchro.versions.Keeper._copy_over
+    real_copy = synchro.features.versions.Keeper._copy_over
     def copy_then_wait(self, *rest):
         done = real_copy(self, *rest)
         if seen > args["stop_at"]:
             wait_for_parent()
         return done
-    synchro.versions.Keeper._copy_over = copy_then_wait
+    synchro.features.versions.Keeper._copy_over = copy_then_wait
 
 report = synchro.mirror(
     args["src"], args["rep"], logpath=args["logs"], versions=args["versions"],

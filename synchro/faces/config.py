@@ -37,9 +37,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
-from .options import MirrorOptions, make_options, parse_interval
-from .roots import resolve
+from ..errors import ConfigError
+from ..options import MirrorOptions, make_options, parse_interval
+from ..pipeline.roots import resolve
 
 CONFIG_ENV = "SYNCHRO_CONFIG"
 DEFAULT_CONFIG = "backups.ini"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import ExitCode
+from ..errors import ExitCode
 
 
 class Report:
@@ -80,7 +80,7 @@ class Report:
         }
 
     def absorb(self, part: Report) -> None:
-        """Add the outcome of a part of the same cycle (see :mod:`synchro.helper`)."""
+        """Add the outcome of a part of the same cycle (see :mod:`synchro.pipeline.helper`)."""
         self.added.extend(part.added)
         self.overwritten.extend(part.overwritten)
         self.deleted.extend(part.deleted)

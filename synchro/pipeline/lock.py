@@ -29,8 +29,8 @@ from collections.abc import Callable
 from contextlib import suppress
 from importlib import import_module
 
-from .errors import ConfigError, ReplicaLocked
-from .scan import describe
+from ..endpoints.local.scan import describe
+from ..errors import ConfigError, ReplicaLocked
 
 LOCK_FOLDER = "synchro-locks"
 POLL_SECONDS = 0.05  # between two tries while a timeout > 0 runs

@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import __version__
+from .. import __version__
+from ..errors import ConfigError, ExitCode, SynchroError, Terminated
 from .api import Synchro
-from .errors import ConfigError, ExitCode, SynchroError, Terminated
 from .progress import wanted
 from .signals import sigterm_as_interrupt
 
@@ -170,8 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .options import make_options
-    from .verify import run_verify  # only a verification needs it
+    from ..features.verify import run_verify  # only a verification needs it
+    from ..options import make_options
 
     try:
         options = make_options(

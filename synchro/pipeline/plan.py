@@ -10,7 +10,7 @@ in a safe order:
 4. last, the folder's own permissions and times, so that writing its
    content does not change them again.
 
-The walker (:mod:`synchro.walk`) expands each :class:`Descend` into the
+The walker (:mod:`synchro.pipeline.walk`) expands each :class:`Descend` into the
 steps of that sub-folder, which yields the whole run's plan as one flat
 list in execution order.
 """
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from enum import Enum, IntEnum
 from typing import NamedTuple
 
-from .scan import Kind, Listing, Meta
+from ..endpoints.local.scan import Kind, Listing, Meta
 
 TEMP_PREFIX = ".synchro-tmp-"
 

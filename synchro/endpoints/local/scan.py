@@ -1,12 +1,12 @@
 """Scan one folder of a tree, never following links.
 
-A folder is read through an open descriptor (see :mod:`synchro.fds`), so a
+A folder is read through an open descriptor (see :mod:`synchro.endpoints.local.fds`), so a
 folder swapped for a symlink cannot redirect the scan elsewhere. Each entry
 is described by one ``lstat`` relative to that descriptor, which keeps
 links as links.
 
 That loop runs once per entry of both trees, so it exists twice: compiled
-(``synchro/_scan.c``, built by the install when a C compiler is at hand) and
+(``synchro/endpoints/local/_scan.c``, built by the install when a C compiler is at hand) and
 in Python (:func:`python_list_entries`), which the tests hold to the same
 results entry for entry.
 """
@@ -92,7 +92,7 @@ _KIND_ORDER = (Kind.FILE, Kind.DIR, Kind.LINK, Kind.SPECIAL)
 def python_list_entries(
     dir_fd: int, meta: type[Meta], kinds: tuple[Kind, Kind, Kind, Kind]
 ) -> tuple[dict[str, Meta], dict[str, str]]:
-    """The scan's hot loop in Python: ``synchro._scan.list_entries`` when that is not built.
+    """The scan's hot loop in Python: ``synchro.endpoints.local._scan.list_entries`` when that is not built.
 
     Returns (entries, errors): see :func:`list_folder`.
     """

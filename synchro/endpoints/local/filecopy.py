@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Callable
 
-from .plan import TEMP_PREFIX
+from ...pipeline.plan import TEMP_PREFIX
 from .scan import Meta
 
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -31,11 +31,11 @@ Opener = Callable[[str, int], int]  # (name, dir_fd) -> fd: the source opener, a
 OnChunk = Callable[[int], None]
 
 
-# Files up to this size may be copied by synchro._copy (when built): one
+# Files up to this size may be copied by synchro.endpoints.local._copy (when built): one
 # kernel call moves them, so an interruption waits for a moment at most.
 SMALL_FILE = CHUNK
 
-# synchro._copy.copy_small's outcomes (see synchro/_copy.c).
+# synchro.endpoints.local._copy.copy_small's outcomes (see synchro/endpoints/local/_copy.c).
 _COPIED, _VANISHED, _LINKED, _IRREGULAR, _CHANGED, _UNLINKED, _LARGE = range(7)
 # What a SKIPPED line says of a source that changed under the copy.
 BECAME_LINK = "became a link while copying"
@@ -148,7 +148,7 @@ def copy_file(
     """Copy file ``name`` from ``src_dir`` to ``rep_dir``; return the bytes copied."""
     if _copy_small is not None and opener is default_opener and on_chunk is None:
         # A small file (most of a first copy) in one call into C: the same
-        # steps in the same order (see synchro/_copy.c); a large one, or one
+        # steps in the same order (see synchro/endpoints/local/_copy.c); a large one, or one
         # with a test hook, below, where a Ctrl+C can stop it between chunks.
         status, copied = _copy_small(src_dir, rep_dir, name, temp_name(), keep_owner, SMALL_FILE)
         if status == _COPIED:

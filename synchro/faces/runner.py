@@ -1,6 +1,6 @@
 """Run the pairs of an INI file: what the Invoke tasks (``tasks.py``) call.
 
-Each pair runs through a :class:`~synchro.api.Synchro` of its own (pairs may
+Each pair runs through a :class:`~synchro.faces.api.Synchro` of its own (pairs may
 log into different folders), so a run of the tasks is logged, recorded in
 the status file and refused exactly as the same pair given to the
 ``synchro`` command. A pair is checked again before each cycle: a backup
@@ -8,12 +8,12 @@ drive mounted after ``inv watch`` started is picked up at its next cycle.
 
 - :func:`backup`: every given pair once, one after the other; a pair that
   fails does not stop the others.
-- :func:`watch`: every given pair at its own interval (:func:`synchro.loop.run_jobs`).
+- :func:`watch`: every given pair at its own interval (:func:`synchro.faces.loop.run_jobs`).
 - :func:`check`: whether each pair could run, without running it.
 - :func:`status_rows`: what ``inv status`` shows.
 - :func:`verify`, :func:`restore`, :func:`versions_table`: ``inv verify``,
-  ``inv restore`` and ``inv versions`` (the work is in :mod:`synchro.verify`,
-  :mod:`synchro.restore` and :mod:`synchro.versions`).
+  ``inv restore`` and ``inv versions`` (the work is in :mod:`synchro.features.verify`,
+  :mod:`synchro.features.restore` and :mod:`synchro.features.versions`).
 
 Ctrl+C (and SIGTERM, when the caller turns it into
 :class:`~synchro.errors.Terminated`) propagates after the logs say so.
@@ -30,19 +30,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
+from ..errors import ConfigError, ExitCode
+from ..features.restore import RestoreReport
+from ..features.restore import restore as restore_into
+from ..features.status import PairRecord, PairStatus, human_bytes, pair_status, read_status, result_line
+from ..features.verify import VerifyReport, run_verify
+from ..features.versions import clean_path, format_versions, list_versions
+from ..options import MIN_INTERVAL_HOURS, MirrorOptions, parse_interval, parse_max_cycles
+from ..pipeline.log import escape, log_dir
+from ..pipeline.report import Report
+from ..pipeline.roots import check_roots
 from .api import Synchro
 from .config import Config, PairConfig
-from .errors import ConfigError, ExitCode
-from .log import escape, log_dir
 from .loop import Job, Sleep, run_jobs
-from .options import MIN_INTERVAL_HOURS, MirrorOptions, parse_interval, parse_max_cycles
-from .report import Report
-from .restore import RestoreReport
-from .restore import restore as restore_into
-from .roots import check_roots
-from .status import PairRecord, PairStatus, human_bytes, pair_status, read_status, result_line
-from .verify import VerifyReport, run_verify
-from .versions import clean_path, format_versions, list_versions
 
 
 @dataclass(frozen=True)

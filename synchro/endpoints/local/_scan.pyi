@@ -1,4 +1,4 @@
-# The compiled scan loop (synchro/_scan.c); the same as synchro.scan.python_list_entries.
+# The compiled scan loop (synchro/endpoints/local/_scan.c); the same as synchro.endpoints.local.scan.python_list_entries.
 from .scan import Kind, Meta
 
 def list_entries(

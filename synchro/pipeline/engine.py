@@ -2,7 +2,7 @@
 
 This is the pipeline every face (command, tasks, API) runs. It never
 raises for a problem of the pair or of an entry: the outcome, exit code
-included, is in the returned :class:`~synchro.report.Report`, and every
+included, is in the returned :class:`~synchro.pipeline.report.Report`, and every
 step is in the log. Only an interruption (Ctrl+C, SIGTERM) propagates,
 after the log says so and the lock is released.
 """
@@ -18,19 +18,19 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import NamedTuple
 
+from ..endpoints.local.fds import DirStack, open_root
+from ..endpoints.local.filecopy import Opener, default_opener
+from ..endpoints.local.scan import describe
+from ..errors import ConfigError, ExitCode, ReplicaLocked, Terminated
+from ..options import MirrorOptions
 from .apply import ApplyContext, BeforeAction, DuringCopy, Progress, apply_plan
-from .errors import ConfigError, ExitCode, ReplicaLocked, Terminated
 from .exclude import Excluder
-from .fds import DirStack, open_root
-from .filecopy import Opener, default_opener
 from .helper import ApplyPart, Helper, HelperStopped, PlanPart, may_share
 from .lock import ReplicaLock
 from .log import DailyLog, escape
-from .options import MirrorOptions
 from .plan import Action, Op, PlanRules
 from .report import Report
 from .roots import Roots, check_roots
-from .scan import describe
 from .walk import Plan, Walk, build_plan, steps_now
 
 GUARD_SHOWN = 10  # how many of the paths a refused run would delete are logged
@@ -235,7 +235,7 @@ def _plan_and_apply(
         started, progress = _start_part(sharing, progress, log)
     keeper = None
     if roots.versions is not None:
-        from .versions import make_keeper  # only a pair that keeps versions loads it
+        from ..features.versions import make_keeper  # only a pair that keeps versions loads it
 
         keeper = make_keeper(
             roots.versions,

@@ -14,8 +14,8 @@ import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from .fds import DirStack
-from .filecopy import (
+from ..endpoints.local.fds import DirStack
+from ..endpoints.local.filecopy import (
     Opener,
     SourceChanged,
     SourceVanished,
@@ -26,20 +26,20 @@ from .filecopy import (
     set_attrs,
     set_folder_meta,
 )
+from ..endpoints.local.scan import Kind, describe, kind_of
 from .log import escape
 from .plan import Action, Op
 from .report import Report
-from .scan import Kind, describe, kind_of
 from .walk import GONE
 
 if TYPE_CHECKING:
-    from .pool import CopyPool, Job
+    from ..endpoints.local.pool import CopyPool, Job
 
 Emit = Callable[[str], None]
 
 
 class Progress(Protocol):
-    """Told after each action; see :mod:`synchro.engine` for how it is made."""
+    """Told after each action; see :mod:`synchro.pipeline.engine` for how it is made."""
 
     def advance(self, entries: int, nbytes: int) -> None: ...
 
@@ -56,7 +56,7 @@ DuringCopy = Callable[[Action, int], None]
 
 class Keeper(Protocol):
     """Keeps a replica entry right before it is overwritten or deleted
-    (:class:`synchro.versions.Keeper`); a deleted one is gone afterwards.
+    (:class:`synchro.features.versions.Keeper`); a deleted one is gone afterwards.
     Told of each entry made where there was none, right after."""
 
     def keep(self, rep: DirStack, action: Action) -> None: ...
@@ -193,7 +193,7 @@ class _Background:
     def submit(self, action: Action) -> None:
         # Imported here: only a run with a large file needs threads (and a run
         # without them may share its work with a forked helper process).
-        from .pool import CopyPool, Job
+        from ..endpoints.local.pool import CopyPool, Job
 
         if self._pool is None:
             self._pool = CopyPool(self._copy, BACKGROUND_THREADS, discard=_Copy.close)
@@ -326,7 +326,7 @@ def _make_writable(ctx: ApplyContext, rel: str) -> bool:
     A read-only folder of the source is mirrored read-only; without this, a
     run that is not root could never again change or delete what it holds
     (rsync does the same). The folder's DIRMETA (planned for every folder
-    with a change, see :func:`synchro.plan.plan_folder`) puts its mode back,
+    with a change, see :func:`synchro.pipeline.plan.plan_folder`) puts its mode back,
     and a replica-only folder is removed anyway.
     """
     if ctx.dry_run:

@@ -77,7 +77,7 @@ class BarConsole:
     """A console stream that keeps log lines clear of the bar; also the progress factory.
 
     Only ``write`` and ``flush`` are used by the log (see
-    :class:`synchro.log.DailyLog`), so this is all of a stream it needs.
+    :class:`synchro.pipeline.log.DailyLog`), so this is all of a stream it needs.
     """
 
     def __init__(self, stream: TextIO, *, delay: float | None = None) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from .errors import Terminated
+from ..errors import Terminated
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

@@ -4,7 +4,7 @@ Every run (command, API, tasks) records one :class:`RunRecord` under its
 pair's name (the replica's path when it has none), and the end time of the
 last successful run. The file is small and shared by every run that logs
 into the same ``LOGS`` folder, so each update is a read-modify-write under a
-:class:`~synchro.lock.Flock` (``LOGS/.status.lock``, beside what it guards) and
+:class:`~synchro.pipeline.lock.Flock` (``LOGS/.status.lock``, beside what it guards) and
 the new content is written to a temporary file that replaces the old one
 with ``os.replace``: a reader, a crash or ``kill -9`` never sees half a file.
 
@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import NamedTuple
 
-from .errors import ExitCode, SynchroError
-from .lock import Flock, LockTimeout
-from .options import MIN_INTERVAL_HOURS
-from .report import Report
+from ..errors import ExitCode, SynchroError
+from ..options import MIN_INTERVAL_HOURS
+from ..pipeline.lock import Flock, LockTimeout
+from ..pipeline.report import Report
 
 STATUS_FILE = "status.json"
 STATUS_LOCK = ".status.lock"

@@ -2,7 +2,7 @@
 
 The walk is depth first with an explicit stack (no recursion limit, so
 trees hundreds of levels deep work). Each folder is listed on both sides and
-handed to the pure :func:`synchro.plan.plan_folder`; only the resulting
+handed to the pure :func:`synchro.pipeline.plan.plan_folder`; only the resulting
 actions are kept, not the listings, so memory grows with the number of
 changes and the widest folder, not with the size of the tree. The plan is
 complete before anything is changed, so the deletion guard sees every
@@ -16,9 +16,9 @@ import os
 from operator import attrgetter
 from typing import Protocol
 
-from .fds import DirStack, open_root
+from ..endpoints.local.fds import DirStack, open_root
+from ..endpoints.local.scan import Kind, Listing, Meta, describe, list_folder, meta_of
 from .plan import Action, Descend, Op, PlanRules, Side, Step, plan_folder
-from .scan import Kind, Listing, Meta, describe, list_folder, meta_of
 
 # An entry that is gone, or that has been swapped for a link or a file,
 # between the parent's listing and now.
@@ -45,7 +45,7 @@ class Plan:
 
 
 class Share(Protocol):
-    """Another process that takes whole sub-trees (see :mod:`synchro.helper`)."""
+    """Another process that takes whole sub-trees (see :mod:`synchro.pipeline.helper`)."""
 
     def wants(self) -> bool:
         """Whether it would take a sub-tree now (it is idle, or nearly)."""

@@ -6,9 +6,9 @@ calls per copied file), so threads do not help it. On a machine with two
 cores or more, a run is therefore shared with one forked process:
 
 1. While this process walks the trees, it gives sub-trees to the helper
-   (:class:`synchro.walk.Share`); the helper plans them and keeps their
+   (:class:`synchro.pipeline.walk.Share`); the helper plans them and keeps their
    actions. Only sub-trees that can be applied apart from the rest are
-   given (see :class:`synchro.walk._Giving`). At the end of its walk,
+   given (see :class:`synchro.pipeline.walk._Giving`). At the end of its walk,
    this process takes back the sub-trees the helper has not started, and
    plans them itself instead of waiting for them.
 2. The helper sends what the deletion guard and the log need (its
@@ -41,9 +41,9 @@ from collections.abc import Callable, Iterable, Iterator
 from types import FrameType, ModuleType
 from typing import NamedTuple, NoReturn
 
+from ..endpoints.local.fds import DirStack
+from ..errors import Terminated
 from .apply import Progress
-from .errors import Terminated
-from .fds import DirStack
 from .plan import Action, Descend, Op, PlanRules, Step
 from .report import Report
 from .walk import Plan, Walk
@@ -110,7 +110,7 @@ class HelperStopped(Exception):
 
 
 class Helper:
-    """This process's side of the helper: a :class:`~synchro.walk.Share` for the walk."""
+    """This process's side of the helper: a :class:`~synchro.pipeline.walk.Share` for the walk."""
 
     def __init__(
         self,
@@ -142,7 +142,7 @@ class Helper:
         self._progress = b""  # part of a progress record read so far
         self._relay: _Relay | None = None
 
-    # --- the walk's side (synchro.walk.Share)
+    # --- the walk's side (synchro.pipeline.walk.Share)
 
     def wants(self) -> bool:
         if self.stopped:
@@ -238,7 +238,7 @@ class Helper:
 
         The actions are applied here as planned: they are still right, as
         nothing done since the plan touches a given sub-tree (see
-        :class:`synchro.walk._Giving`), and planning the sub-tree again would
+        :class:`synchro.pipeline.walk._Giving`), and planning the sub-tree again would
         list both of its sides again.
         """
         if self._result is not None:
@@ -508,9 +508,9 @@ def _die_with_parent(parent: int) -> None:
 def _parent_death_signal(signum: int) -> None:
     """Ask Linux for ``signum`` when the parent dies (``prctl(PR_SET_PDEATHSIG)``)."""
     try:
-        # Compiled with the copy (synchro/_copy.c): ctypes would take the
+        # Compiled with the copy (synchro/endpoints/local/_copy.c): ctypes would take the
         # helper 3-4 ms to import before it could plan its first sub-tree.
-        from ._copy import parent_death_signal
+        from ..endpoints.local._copy import parent_death_signal
     except ImportError:
         import ctypes  # only here: the main process never needs it
 

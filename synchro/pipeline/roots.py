@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .log import escape
 
 

@@ -59,14 +59,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
-from .errors import ConfigError
-from .fds import DIR_FLAGS, DirStack, open_root
-from .fdtree import lookup, make_folder, remove_tree, tree_size
-from .filecopy import SourceChanged, SourceVanished, copy_file, copy_link, set_folder_meta
-from .log import escape
-from .options import KeepVersions, MirrorOptions
-from .plan import TEMP_PREFIX, Action, Op
-from .scan import Kind, Meta, describe, meta_of
+from ..endpoints.local.fds import DIR_FLAGS, DirStack, open_root
+from ..endpoints.local.fdtree import lookup, make_folder, remove_tree, tree_size
+from ..endpoints.local.filecopy import SourceChanged, SourceVanished, copy_file, copy_link, set_folder_meta
+from ..endpoints.local.scan import Kind, Meta, describe, meta_of
+from ..errors import ConfigError
+from ..options import KeepVersions, MirrorOptions
+from ..pipeline.log import escape
+from ..pipeline.plan import TEMP_PREFIX, Action, Op
 
 VERSION_FORMAT = "%Y-%m-%d_%H%M%S"
 VERSION_NAME = re.compile(r"(\d{4})-(\d{2})-(\d{2})_(\d{2})(\d{2})(\d{2})")
@@ -138,7 +138,7 @@ class Keeper:
     """Keeps replica entries in this run's version folder; see the module docstring.
 
     Made by :func:`make_keeper` for one run and handed to the apply step
-    (:class:`synchro.apply.ApplyContext`), which calls :meth:`keep` right
+    (:class:`synchro.pipeline.apply.ApplyContext`), which calls :meth:`keep` right
     before it overwrites or deletes a replica entry, and :meth:`added` right
     after it makes an entry where there was none. The run folder is created
     on the first entry kept, the list of additions on the first one added,
@@ -161,7 +161,7 @@ class Keeper:
         keep_owner: bool = False,
         fresh: bool = False,
     ) -> None:
-        self.root = root  # resolved by synchro.roots.check_versions
+        self.root = root  # resolved by synchro.pipeline.roots.check_versions
         self.retention = retention
         self._emit = emit
         self._clock = clock

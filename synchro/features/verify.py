@@ -38,19 +38,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
-from .errors import ExitCode
-from .exclude import Excluder
-from .fds import DirStack, open_root
-from .filecopy import CHUNK, READ_FLAGS
-from .lock import ReplicaLock
-from .log import escape, log_dir
-from .options import MirrorOptions
-from .plan import TEMP_PREFIX, same_time
-from .roots import check_roots
-from .scan import Kind, Listing, Meta, describe, list_folder, meta_of
+from ..endpoints.local.fds import DirStack, open_root
+from ..endpoints.local.filecopy import CHUNK, READ_FLAGS
+from ..endpoints.local.scan import Kind, Listing, Meta, describe, list_folder, meta_of
+from ..errors import ExitCode
+from ..options import MirrorOptions
+from ..pipeline.exclude import Excluder
+from ..pipeline.lock import ReplicaLock
+from ..pipeline.log import escape, log_dir
+from ..pipeline.plan import TEMP_PREFIX, same_time
+from ..pipeline.roots import check_roots
 
 if TYPE_CHECKING:
-    from .apply import Progress
+    from ..pipeline.apply import Progress
 
 MAX_KEPT = 10_000
 WORDS = {
@@ -424,7 +424,7 @@ def run_verify(
     stream: TextIO | None = console
     factory: ProgressFactory | None = None
     if progress and console is not None:
-        from .progress import BarConsole  # tqdm only when a bar is drawn
+        from ..faces.progress import BarConsole  # tqdm only when a bar is drawn
 
         bars = BarConsole(console)
         factory = bars

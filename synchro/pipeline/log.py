@@ -1,7 +1,7 @@
 """The daily log: ``LOGS/LOG-YYYY-MM-DD.txt``, shared safely by many processes.
 
 Each line starts with ``YYYY-MM-DD HH:MM:SS``. Lines are buffered in memory
-and appended in batches under a :class:`~synchro.lock.Flock`, so that several
+and appended in batches under a :class:`~synchro.pipeline.lock.Flock`, so that several
 processes (several pairs from cron, several scripts in one folder) never
 interleave or cut each other's lines, while a run that copies thousands of
 files does not pay a lock and an ``open`` per line. A batch is written at

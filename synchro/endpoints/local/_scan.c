@@ -1,8 +1,8 @@
 /*
- * synchro._scan: the scan's hot loop, compiled.
+ * synchro.endpoints.local._scan: the scan's hot loop, compiled.
  *
  * list_entries(dir_fd, meta_type, kinds) does what the pure-Python
- * synchro.scan._list_entries does, entry for entry: list the folder open as
+ * synchro.endpoints.local.scan._list_entries does, entry for entry: list the folder open as
  * dir_fd and lstat each entry relative to it (fstatat with
  * AT_SYMLINK_NOFOLLOW; readlinkat for links). It returns (entries, errors):
  * entries maps each name to a meta_type tuple (kind, size, mtime_ns, mode,
@@ -334,14 +334,14 @@ list_entries(PyObject *module, PyObject *args)
 
 static PyMethodDef scan_methods[] = {
     {"list_entries", list_entries, METH_VARARGS,
-     "list_entries(dir_fd, meta_type, kinds) -> (entries, errors): see synchro.scan."},
+     "list_entries(dir_fd, meta_type, kinds) -> (entries, errors): see synchro.endpoints.local.scan."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef scan_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "synchro._scan",
-    .m_doc = "The scan's hot loop, compiled (see synchro.scan).",
+    .m_name = "synchro.endpoints.local._scan",
+    .m_doc = "The scan's hot loop, compiled (see synchro.endpoints.local.scan).",
     .m_size = -1,
     .m_methods = scan_methods,
 };

@@ -13,7 +13,7 @@ deletes.
 are named): the state of the replica just before the first run at or after
 that moment. Each run folder holds the replica entries that run replaced or
 deleted, as they were just before it, and each run's list of additions
-(:mod:`synchro.versions`) the paths it created where there was nothing.
+(:mod:`synchro.features.versions`) the paths it created where there was nothing.
 For each path, the first of these runs that did either decides: a kept
 entry is how the path was (restored), an addition means it was not there
 (left out, with all below it); a path no run from T on touched is taken
@@ -30,14 +30,14 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .errors import ConfigError, ExitCode
-from .fds import DIR_FLAGS, DirStack, open_root
-from .fdtree import join, lookup, make_folder, remove_tree
-from .filecopy import SourceChanged, SourceVanished, copy_file, copy_link, set_folder_meta
-from .lock import ReplicaLock
-from .log import escape
-from .roots import resolve
-from .scan import Kind, Meta, describe, list_folder
+from ..endpoints.local.fds import DIR_FLAGS, DirStack, open_root
+from ..endpoints.local.fdtree import join, lookup, make_folder, remove_tree
+from ..endpoints.local.filecopy import SourceChanged, SourceVanished, copy_file, copy_link, set_folder_meta
+from ..endpoints.local.scan import Kind, Meta, describe, list_folder
+from ..errors import ConfigError, ExitCode
+from ..pipeline.lock import ReplicaLock
+from ..pipeline.log import escape
+from ..pipeline.roots import resolve
 from .versions import ADDED_SUFFIX, EVERYTHING, addition_lists, clean_path, parse_at, read_added, run_folders
 
 Emit = Callable[[str], None]

@@ -1,8 +1,8 @@
 /*
- * synchro._copy: the atomic copy of one small file, in one call.
+ * synchro.endpoints.local._copy: the atomic copy of one small file, in one call.
  *
  * copy_small(src_dir, rep_dir, name, temp, keep_owner, limit) takes the
- * same steps as synchro.filecopy.copy_file, in the same order, with the
+ * same steps as synchro.endpoints.local.filecopy.copy_file, in the same order, with the
  * interpreter's lock released: open the source (O_NOFOLLOW, O_NONBLOCK),
  * fstat it, create `temp` in rep_dir (O_EXCL, O_NOFOLLOW, mode 0600), copy
  * the bytes (copy_file_range, else read/write), fstat the source again,
@@ -26,7 +26,7 @@
  * than the call itself; here a file costs the calls.
  *
  * On Linux, parent_death_signal(signum) is prctl(PR_SET_PDEATHSIG): the
- * helper process (synchro.helper) asks for it before it plans or copies
+ * helper process (synchro.pipeline.helper) asks for it before it plans or copies
  * anything, and from Python only ctypes can ask, which takes the helper
  * 3-4 ms to import.
  */
@@ -187,7 +187,7 @@ parent_death_signal(PyObject *module, PyObject *arg)
 
 static PyMethodDef copy_methods[] = {
     {"copy_small", copy_small, METH_VARARGS,
-     "copy_small(src_dir, rep_dir, name, temp, keep_owner, limit) -> (status, bytes): see synchro.filecopy."},
+     "copy_small(src_dir, rep_dir, name, temp, keep_owner, limit) -> (status, bytes): see synchro.endpoints.local.filecopy."},
 #ifdef __linux__
     {"parent_death_signal", parent_death_signal, METH_O,
      "parent_death_signal(signum): ask Linux to send signum to this process when its parent dies."},
@@ -197,8 +197,8 @@ static PyMethodDef copy_methods[] = {
 
 static struct PyModuleDef copy_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "synchro._copy",
-    .m_doc = "The atomic copy of one small file, in one call (see synchro.filecopy).",
+    .m_name = "synchro.endpoints.local._copy",
+    .m_doc = "The atomic copy of one small file, in one call (see synchro.endpoints.local.filecopy).",
     .m_size = -1,
     .m_methods = copy_methods,
 };

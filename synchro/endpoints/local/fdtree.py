@@ -1,8 +1,8 @@
 """Whole trees by descriptor: make folders, walk, measure and remove, never following links.
 
-The helpers of :mod:`synchro.versions` and :mod:`synchro.restore`. Like the
+The helpers of :mod:`synchro.features.versions` and :mod:`synchro.features.restore`. Like the
 engine, they work relative to folders opened with ``O_NOFOLLOW``
-(:class:`synchro.fds.DirStack`), so a folder swapped for a symlink makes
+(:class:`synchro.endpoints.local.fds.DirStack`), so a folder swapped for a symlink makes
 them fail instead of acting elsewhere, and trees hundreds of levels deep
 cannot exhaust the descriptor limit.
 """

@@ -24,19 +24,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple, TextIO, cast
 
-from .engine import Hooks, ProgressFactory, run_cycle
-from .errors import ConfigError, ExitCode, Terminated
-from .log import DailyLog, escape
-from .options import (
+from ..errors import ConfigError, ExitCode, Terminated
+from ..features.status import RunRecord, StatusError, record_run
+from ..options import (
     MIN_INTERVAL_HOURS,
     MirrorOptions,
     make_options,
     parse_interval,
     parse_max_cycles,
 )
-from .report import Report
-from .roots import check_roots, resolve
-from .status import RunRecord, StatusError, record_run
+from ..pipeline.engine import Hooks, ProgressFactory, run_cycle
+from ..pipeline.log import DailyLog, escape
+from ..pipeline.report import Report
+from ..pipeline.roots import check_roots, resolve
 
 if TYPE_CHECKING:
     from .loop import Sleep
@@ -67,7 +67,7 @@ class Synchro:
     long runs (the caller checks that it is a terminal). ``clock`` and
     ``sleep`` are injectable so that tests never wait; ``hooks`` let tests
     change the trees between plan and write. Each cycle's outcome is also
-    recorded in ``LOGS/status.json`` (see :mod:`synchro.status`).
+    recorded in ``LOGS/status.json`` (see :mod:`synchro.features.status`).
     """
 
     def __init__(

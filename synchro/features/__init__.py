@@ -1,0 +1,1 @@
+"""What stands on the mirror: kept versions, verification, restore, run status."""
