@@ -17,8 +17,9 @@
  *   CHANGED   size, modification or change time moved during the copy
  *   UNLINKED  the source lost its last name during the copy (deleted or
  *             replaced): the caller looks the name up to tell which
- *   LARGE     larger than `limit`: nothing was done (the caller copies it
- *             in Python, in chunks that a Ctrl+C can stop)
+ *   DECLINED  larger than `limit`, or holding a hole: nothing was done
+ *             (the caller copies it in Python, in chunks that a Ctrl+C can
+ *             stop, and a sparse file's data segments only)
  * Any other error raises OSError (with nothing left behind).
  *
  * Why compiled: a first copy of many small files is a dozen system calls
@@ -41,7 +42,7 @@
 #include <sys/prctl.h>
 #endif
 
-enum { COPIED, VANISHED, LINKED, IRREGULAR, CHANGED, UNLINKED, LARGE };
+enum { COPIED, VANISHED, LINKED, IRREGULAR, CHANGED, UNLINKED, DECLINED };
 
 #define READ_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
 #define WRITE_FLAGS (O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC)
@@ -91,6 +92,28 @@ copy_data(int src, int dst, long long size)
     }
 }
 
+/*
+ * Whether the file holds a hole, leaving its offset at 0 when it does not.
+ * Fewer bytes allocated than its size is the cheap hint, true of a
+ * compressed file too (ZFS, btrfs): only then is the kernel asked where
+ * the first hole is, and a compressed file (no hole before the end) stays
+ * on this fast path. A file system without SEEK_HOLE: no hole to keep.
+ */
+static int
+has_hole(int fd, const struct stat *st)
+{
+    if ((long long)st->st_blocks * 512 >= (long long)st->st_size)
+        return 0;
+#ifdef SEEK_HOLE
+    off_t hole = lseek(fd, 0, SEEK_HOLE);
+    if (hole >= 0 && hole < st->st_size)
+        return 1;
+    if (hole >= 0 && lseek(fd, 0, SEEK_SET) != 0)
+        return 1; /* cannot go back: the Python copy opens the file anew */
+#endif
+    return 0;
+}
+
 static int
 same_time(const struct timespec *a, const struct timespec *b)
 {
@@ -119,8 +142,8 @@ run_copy(int src_dir, int rep_dir, const char *name, const char *temp, int keep_
             err = errno;
         } else if (!S_ISREG(before.st_mode)) {
             status = IRREGULAR;
-        } else if (before.st_size > limit) {
-            status = LARGE;
+        } else if (before.st_size > limit || has_hole(src, &before)) {
+            status = DECLINED;
         } else if ((dst = openat(rep_dir, temp, WRITE_FLAGS, 0600)) < 0) {
             err = errno;
         } else {

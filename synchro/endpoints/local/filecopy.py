@@ -5,6 +5,12 @@ gets its permissions and times, and is renamed over the final name only when
 complete: a crash leaves at worst a temporary, which the next run removes.
 All names are relative to open folder descriptors and opened with
 ``O_NOFOLLOW``, so neither side's symlinks are ever followed.
+
+A sparse file (a VM image, a database) is copied as it is stored: only its
+data segments (``SEEK_DATA``/``SEEK_HOLE``) are read and written, and its
+holes stay holes in the copy, as ``cp`` does. The bytes are the same either
+way: a hole reads as zeros, and a replica file system that cannot hold
+holes fills them with zeros itself.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ OnChunk = Callable[[int], None]
 SMALL_FILE = CHUNK
 
 # synchro.endpoints.local._copy.copy_small's outcomes (see synchro/endpoints/local/_copy.c).
-_COPIED, _VANISHED, _LINKED, _IRREGULAR, _CHANGED, _UNLINKED, _LARGE = range(7)
+_COPIED, _VANISHED, _LINKED, _IRREGULAR, _CHANGED, _UNLINKED, _DECLINED = range(7)
 # What a SKIPPED line says of a source that changed under the copy.
 BECAME_LINK = "became a link while copying"
 NOT_REGULAR = "is no longer a regular file"
@@ -66,49 +72,114 @@ def default_opener(name: str, dir_fd: int) -> int:
     return os.open(name, READ_FLAGS, dir_fd=dir_fd)
 
 
-def _copy_data(src: int, dst: int, on_chunk: OnChunk | None = None, size: int | None = None) -> int:
-    """Copy until end of file with the kernel's fast paths; return bytes copied.
+def _copy_data(
+    src: int,
+    dst: int,
+    on_chunk: OnChunk | None = None,
+    size: int | None = None,
+    *,
+    length: int | None = None,
+    before: int = 0,
+) -> int:
+    """Copy from both files' offsets with the kernel's fast paths; return bytes copied.
 
-    With ``on_chunk`` the kernel calls move at most ``CHUNK`` bytes each and
-    ``on_chunk`` is told the total after each of them. With ``size`` (the
-    size fstat gave) the copy stops once that much is copied, saving the
-    call that would find the end: a file that grew meanwhile is caught by
-    the caller's second fstat.
+    The copy runs until end of file, or ``length`` bytes (one data segment
+    of a sparse file). With ``on_chunk`` the kernel calls move at most
+    ``CHUNK`` bytes each and ``on_chunk`` is told the total (plus
+    ``before``, the part of the file done before this call) after each of
+    them. With ``size`` (the size fstat gave) the copy stops once that much
+    is copied, saving the call that would find the end: a file that grew
+    meanwhile is caught by the caller's second fstat.
     """
     step = MAX_CALL if on_chunk is None else CHUNK
     total = 0
     try:
-        while True:
-            sent = os.copy_file_range(src, dst, step)
+        while length is None or total < length:
+            sent = os.copy_file_range(src, dst, step if length is None else min(step, length - total))
             if sent == 0:
                 return total
             total += sent
             if size is not None and total >= size and on_chunk is None:
                 return total
             if on_chunk is not None:
-                on_chunk(total)
+                on_chunk(before + total)
+        return total
     except OSError as error:
         if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP) or total:
             raise
     try:
-        while True:
-            sent = os.sendfile(dst, src, None, step)
+        while length is None or total < length:
+            sent = os.sendfile(dst, src, None, step if length is None else min(step, length - total))
             if sent == 0:
                 return total
             total += sent
             if on_chunk is not None:
-                on_chunk(total)
+                on_chunk(before + total)
+        return total
     except OSError as error:
         if error.errno not in (errno.ENOSYS, errno.EINVAL) or total:
             raise
-    while chunk := os.read(src, CHUNK):
+    while (length is None or total < length) and (
+        chunk := os.read(src, CHUNK if length is None else min(CHUNK, length - total))
+    ):
         view = memoryview(chunk)
         while view:
             view = view[os.write(dst, view) :]
         total += len(chunk)
         if on_chunk is not None:
-            on_chunk(total)
+            on_chunk(before + total)
     return total
+
+
+def may_have_holes(st: os.stat_result) -> bool:
+    """The cheap hint that a file is sparse: fewer bytes allocated than its size.
+
+    A compressed file (ZFS, btrfs) looks the same; the walk of its data
+    segments (:func:`_copy_sparse`) tells the two apart, and finds one
+    segment, the whole file, in a compressed one.
+    """
+    return st.st_blocks * 512 < st.st_size
+
+
+def _copy_sparse(src: int, dst: int, size: int, on_chunk: OnChunk | None) -> int | None:
+    """Copy the data segments of the first ``size`` bytes of ``src``, leaving the holes unwritten.
+
+    Both files' offsets are at 0 and ``dst`` is empty. Returns the bytes of
+    the file accounted for (holes included): ``size``, or less where the
+    source ended early (it shrank meanwhile, which the caller reports).
+    Returns None, having changed nothing, where the source's file system
+    cannot say where its data is: the caller copies the file whole.
+
+    The holes are made by seeking past them and, for a hole at the end, by
+    ``ftruncate``; a replica file system that cannot hold holes fills both
+    with zeros, so the bytes are exact on any of them.
+    """
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(src, offset, os.SEEK_DATA)
+        except OSError as error:
+            if error.errno == errno.ENXIO:
+                break  # no data from offset on: the rest of the file is a hole
+            if offset == 0 and error.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                return None  # no SEEK_DATA here (/proc, some FUSE file systems)
+            raise
+        if start >= size:
+            break  # data past the size fstat gave: it grew, which the second fstat catches
+        try:
+            end = min(os.lseek(src, start, os.SEEK_HOLE), size)
+        except OSError as error:
+            if error.errno == errno.ENXIO:
+                return start  # cut short between the two calls
+            raise
+        os.lseek(src, start, os.SEEK_SET)
+        os.lseek(dst, start, os.SEEK_SET)
+        copied = _copy_data(src, dst, on_chunk, length=end - start, before=start)
+        if copied < end - start:
+            return start + copied  # the source ended early: it shrank meanwhile
+        offset = end
+    os.ftruncate(dst, size)
+    return size
 
 
 def _discard(name: str, dir_fd: int) -> None:
@@ -145,11 +216,16 @@ def copy_file(
     opener: Opener = default_opener,
     on_chunk: OnChunk | None = None,
 ) -> int:
-    """Copy file ``name`` from ``src_dir`` to ``rep_dir``; return the bytes copied."""
+    """Copy file ``name`` from ``src_dir`` to ``rep_dir``; return the bytes copied.
+
+    The bytes copied are the file's size, holes included: what a reader of
+    the copy gets, and what the progress bar counts.
+    """
     if _copy_small is not None and opener is default_opener and on_chunk is None:
         # A small file (most of a first copy) in one call into C: the same
-        # steps in the same order (see synchro/endpoints/local/_copy.c); a large one, or one
-        # with a test hook, below, where a Ctrl+C can stop it between chunks.
+        # steps in the same order (see synchro/endpoints/local/_copy.c); a
+        # large one, or one with a test hook, below, where a Ctrl+C can stop
+        # it between chunks, and a sparse one, below too: its holes are kept there.
         status, copied = _copy_small(src_dir, rep_dir, name, temp_name(), keep_owner, SMALL_FILE)
         if status == _COPIED:
             return copied
@@ -157,7 +233,7 @@ def copy_file(
             raise SourceVanished(name)
         if status == _UNLINKED:
             _check_replaced(name, src_dir)
-        if status != _LARGE:
+        if status != _DECLINED:
             raise SourceChanged(_CHANGES[status])
     src = _open_source(opener, name, src_dir)
     try:
@@ -171,7 +247,9 @@ def copy_file(
             # still remove the temporary it made.
             dst = os.open(tmp, WRITE_FLAGS, 0o600, dir_fd=rep_dir)
             try:
-                copied = _copy_data(src, dst, on_chunk, before.st_size or None)
+                # None: not sparse, or its file system cannot say where the data is.
+                sparse = _copy_sparse(src, dst, before.st_size, on_chunk) if may_have_holes(before) else None
+                copied = _copy_data(src, dst, on_chunk, before.st_size or None) if sparse is None else sparse
                 after = os.fstat(src)
                 if after.st_nlink == 0 < before.st_nlink:
                     # Deleted, or replaced by a rename (an editor's save), while
