@@ -7,7 +7,9 @@ trees, interleaved (A B C A B C ...), several times, and reports the median
 wall time, the ratio to rsync (and to ``cp -a`` where it was measured) and
 the peak resident memory. After every timed run the replica is checked to
 be a true mirror with ``rsync -ani --delete --modify-window=-1``; any
-difference stops the benchmark.
+difference stops the benchmark. For the ``sparse`` tree (a 2 GiB disk
+image holding 10 MiB) it also reports the space the replica allocates,
+and times ``rsync -a -S`` (which keeps holes) beside plain ``rsync -a``.
 
 Run from the repository (see benchmarks/README.md)::
 
@@ -59,12 +61,18 @@ class TreeSpec:
     folders: int  # approximate: the layout is two levels of sub-folders
     min_size: int
     max_size: int
+    # A sparse tree: each file holds this many data segments of extent_size
+    # bytes, spread over its size (the first at 0, a hole at the end), and
+    # holes elsewhere, as a VM image or a database file does.
+    extents: int = 0
+    extent_size: int = 0
 
 
 TREES = {
     "small": TreeSpec("small", 20_000, 1_000, 512, 8 * KIB),
     "big": TreeSpec("big", 8, 1, 64 * MIB, 64 * MIB),
     "huge": TreeSpec("huge", 200_000, 10_000, 512, 8 * KIB),
+    "sparse": TreeSpec("sparse", 1, 1, 2048 * MIB, 2048 * MIB, extents=5, extent_size=2 * MIB),
 }
 SCENARIOS = ("initial", "noop", "delta")
 # The combinations with a performance target: (reference tool, max ratio).
@@ -76,6 +84,8 @@ TARGETS: dict[tuple[str, str], tuple[str, float]] = {
     ("huge", "noop"): ("rsync", 0.8),
 }
 RSS_TARGETS_MIB = {("huge", "noop"): 64}
+# Space the replica may allocate, as a multiple of the source's (holes kept).
+ALLOC_TARGETS = {("sparse", "initial"): 1.05}
 
 
 class BenchError(Exception):
@@ -133,9 +143,37 @@ def set_folder_times(root: Path, folders: Sequence[str], rng: random.Random) -> 
         os.utime(root / rel if rel else root, ns=(stamp, stamp))
 
 
+def write_sparse(path: Path, spec: TreeSpec, rng: random.Random, mtime_ns: int) -> None:
+    """A file of ``spec.max_size`` bytes with ``spec.extents`` data segments, holes elsewhere."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.ftruncate(fd, spec.max_size)
+        for index in range(spec.extents):
+            os.pwrite(fd, rng.randbytes(spec.extent_size), index * spec.max_size // (spec.extents + 1))
+        os.fchmod(fd, 0o644)
+    finally:
+        os.close(fd)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def allocated(root: Path) -> int:
+    """Bytes the files of a tree occupy (``du``): holes take none."""
+    total = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
 def generate_tree(spec: TreeSpec, root: Path) -> None:
     """Create ``root`` with the tree ``spec`` describes, identically every time."""
     rng = random.Random(f"{SEED}:{spec.name}")
+    if spec.extents:
+        root.mkdir(parents=True)
+        for index in range(spec.files):
+            write_sparse(root / f"disk{index}.img", spec, rng, BASE_NS + rng.randrange(YEAR_NS))
+        set_folder_times(root, [""], rng)
+        return
     content = Bytes(rng)
     folders = folder_layout(spec.folders)
     root.mkdir(parents=True)
@@ -205,6 +243,7 @@ class Tool:
     argv: Callable[[Path, Path, Path], list[str]]  # (source, replica, log folder) -> command
     env: dict[str, str] | None = None
     initial_only: bool = False  # cp -a neither deletes nor skips: only an initial copy is meaningful
+    sparse_only: bool = False  # rsync -S: the same as rsync on a tree without holes
 
 
 def synchro_command() -> list[str]:
@@ -248,6 +287,9 @@ def available_tools(variants: Sequence[str], wanted: set[str] | None, pycache: P
         tools.append(synchro_tool(f"synchro[{label}]", path, pycache))
     if shutil.which("rsync"):
         tools.append(Tool("rsync", lambda s, r, _: ["rsync", "-a", "--delete", f"{s}/", f"{r}/"]))
+        # rsync fills holes unless told -S (--sparse); both are shown on the sparse tree.
+        sparse = ["rsync", "-a", "-S", "--delete"]
+        tools.append(Tool("rsync -S", lambda s, r, _: [*sparse, f"{s}/", f"{r}/"], sparse_only=True))
     if shutil.which("cp"):
         tools.append(Tool("cp -a", lambda s, r, _: ["cp", "-a", f"{s}/.", f"{r}/"], initial_only=True))
     if wanted is not None:
@@ -478,6 +520,9 @@ class Result:
     seconds: list[float] = field(default_factory=list)
     maxrss_kib: list[int] = field(default_factory=list)
     group_pss_kib: int | None = None
+    # Sparse trees: the replica's allocated bytes after each timed run, and the source's.
+    allocated: list[int] = field(default_factory=list)
+    source_allocated: int | None = None
 
     @property
     def median(self) -> float:
@@ -569,10 +614,18 @@ class Bench:
 
     def measure(self, spec: TreeSpec, scenario: str, tools: Sequence[Tool]) -> list[Result]:
         tools = [t for t in tools if scenario == "initial" or not t.initial_only]
+        tools = [t for t in tools if spec.extents or not t.sparse_only]
         src = self.source_for(spec, scenario)
         if scenario != "initial":
             self.trees.pristine(spec)
         results = {t.name: Result(spec.name, scenario, t.name) for t in tools}
+        if spec.extents:
+            held = allocated(src)
+            print(
+                f"  {spec.name}: {spec.files} x {spec.max_size / MIB:.0f} MiB, {held / MIB:.1f} MiB allocated"
+            )
+            for result in results.values():
+                result.source_allocated = held
         for round_ in range(self.warmup + self.runs):
             timed = round_ >= self.warmup
             for tool in tools:  # interleaved: A B C A B C ...
@@ -582,6 +635,8 @@ class Bench:
                 if timed:
                     results[tool.name].seconds.append(sample.seconds)
                     results[tool.name].maxrss_kib.append(sample.maxrss_kib)
+                    if spec.extents:
+                        results[tool.name].allocated.append(allocated(self.replica))
             label = "warm-up" if not timed else f"run {round_ - self.warmup + 1}/{self.runs}"
             print(f"  {spec.name} {scenario} {label} done", flush=True)
         if self.sample:
@@ -643,6 +698,11 @@ def verdict(result: Result, by_tool: dict[str, Result]) -> str:
         got = ratio(result, by_tool, reference)
         if got is not None:
             parts.append(f"<={limit:g}x {reference}: {'ok' if got <= limit else 'MISS'}")
+    if key in ALLOC_TARGETS and result.allocated and result.source_allocated is not None:
+        limit = ALLOC_TARGETS[key]
+        worst = max(result.allocated)
+        ok = worst <= limit * result.source_allocated
+        parts.append(f"alloc<={limit:g}x source: {'ok' if ok else 'MISS'}")
     if key in RSS_TARGETS_MIB:
         limit_mib = RSS_TARGETS_MIB[key]
         parts.append(f"RSS<={limit_mib}: {'ok' if result.peak_rss_mib <= limit_mib else 'MISS'}")
@@ -675,6 +735,10 @@ def rows(results: Sequence[Result], floor_mib: float) -> list[dict[str, object]]
                 if result.group_pss_kib is None
                 else round(result.group_pss_kib / 1024, 1),
                 "runs": len(result.seconds),
+                "replica_alloc_mib": round(max(result.allocated) / MIB, 1) if result.allocated else None,
+                "source_alloc_mib": None
+                if result.source_allocated is None
+                else round(result.source_allocated / MIB, 1),
                 "target": verdict(result, by_tool),
                 "seconds": [round(s, 4) for s in result.seconds],
             }
@@ -698,6 +762,7 @@ def render(table: Sequence[dict[str, object]]) -> str:
         "x cp -a",
         "peak RSS MiB",
         "group PSS MiB",
+        "replica alloc MiB",
         "runs",
         "target",
     ]
@@ -713,6 +778,7 @@ def render(table: Sequence[dict[str, object]]) -> str:
             fmt(row["ratio_cp"], ".2f"),
             ("<=" if row["rss_at_floor"] else "") + fmt(row["peak_rss_mib"], ".1f"),
             fmt(row["group_pss_mib"], ".1f"),
+            fmt(row["replica_alloc_mib"], ".1f"),
             str(row["runs"]),
             str(row["target"]),
         ]
@@ -731,7 +797,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--warmup", type=int, default=1, help="untimed (but checked) rounds first (default 1)"
     )
-    parser.add_argument("--trees", default=",".join(TREES), help="comma-separated: small,big,huge")
+    parser.add_argument("--trees", default=",".join(TREES), help="comma-separated: " + ",".join(TREES))
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="comma-separated: initial,noop,delta"
     )
@@ -741,7 +807,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="every selected tree x scenario (default: only the combinations with a performance target)",
     )
     parser.add_argument(
-        "--tools", help="comma-separated subset: synchro,rsync,cp -a (default: all installed)"
+        "--tools",
+        help="comma-separated subset: synchro,rsync,rsync -S,cp -a (default: all installed)",
     )
     parser.add_argument(
         "--variant",
@@ -783,7 +850,7 @@ def selection(args: argparse.Namespace) -> list[tuple[str, str]]:
         if name not in SCENARIOS:
             raise SystemExit(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
     combos = [(t, s) for t in trees for s in scenarios]
-    return combos if args.all_combinations else [c for c in combos if c in TARGETS]
+    return combos if args.all_combinations else [c for c in combos if c in TARGETS or c in ALLOC_TARGETS]
 
 
 def run_all(args: argparse.Namespace, work: Path) -> int:
