@@ -151,8 +151,9 @@ def _copy_sparse(src: int, dst: int, size: int, on_chunk: OnChunk | None) -> int
     cannot say where its data is: the caller copies the file whole.
 
     The holes are made by seeking past them and, for a hole at the end, by
-    ``ftruncate``; a replica file system that cannot hold holes fills both
-    with zeros, so the bytes are exact on any of them.
+    ``ftruncate``; POSIX has the gap read as zeros either way, so a replica
+    file system that cannot hold holes (exFAT, FAT) writes the zeros itself
+    and the bytes are exact on any of them.
     """
     offset = 0
     while offset < size:
@@ -162,7 +163,7 @@ def _copy_sparse(src: int, dst: int, size: int, on_chunk: OnChunk | None) -> int
             if error.errno == errno.ENXIO:
                 break  # no data from offset on: the rest of the file is a hole
             if offset == 0 and error.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
-                return None  # no SEEK_DATA here (/proc, some FUSE file systems)
+                return None  # no SEEK_DATA here (a /proc file that states a size)
             raise
         if start >= size:
             break  # data past the size fstat gave: it grew, which the second fstat catches
