@@ -134,8 +134,37 @@ def build_parser() -> argparse.ArgumentParser:
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-v", "--verbose", action="store_true", help="also list untouched entries")
     noise.add_argument("-q", "--quiet", action="store_true", help="print nothing (the log is still written)")
-    parser.add_argument("--version", action="version", version=f"synchro {__version__}")
+    parser.add_argument("--version", action=_Version)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the version and the state of the compiled modules.
+
+    Found only when asked: it reads and hashes their C sources, which no
+    run needs to do twice.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str) -> None:
+        super().__init__(
+            option_strings,
+            argparse.SUPPRESS,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show the version, and whether the compiled scan and copy are in use, and exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        from ..endpoints.local.compiled import describe
+
+        print(f"synchro {__version__} ({describe()})")
+        parser.exit()
 
 
 def command() -> NoReturn:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import FrameType, ModuleType
 from typing import NamedTuple, NoReturn
 
+from ..endpoints.local.compiled import load
 from ..endpoints.local.fds import DirStack
 from ..errors import Terminated
 from .apply import Progress
@@ -507,17 +508,16 @@ def _die_with_parent(parent: int) -> None:
 
 def _parent_death_signal(signum: int) -> None:
     """Ask Linux for ``signum`` when the parent dies (``prctl(PR_SET_PDEATHSIG)``)."""
-    try:
-        # Compiled with the copy (synchro/endpoints/local/_copy.c): ctypes would take the
-        # helper 3-4 ms to import before it could plan its first sub-tree.
-        from ..endpoints.local._copy import parent_death_signal
-    except ImportError:
+    # Compiled with the copy (synchro/endpoints/local/_copy.c): ctypes would take the
+    # helper 3-4 ms to import before it could plan its first sub-tree.
+    compiled = load("_copy")[0]
+    if compiled is None:
         import ctypes  # only here: the main process never needs it
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signum, 0, 0, 0)
         return
-    parent_death_signal(signum)
+    compiled.parent_death_signal(signum)
 
 
 def _as_result(payload: object) -> tuple[Report, str]:

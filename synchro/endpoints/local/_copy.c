@@ -42,6 +42,13 @@
 #include <sys/prctl.h>
 #endif
 
+/* The SHA-256 of this file, given by setup.py (-DSYNCHRO_SOURCE_SHA256="..."):
+ * synchro uses the module only when it matches the C file shipped beside it,
+ * so a module compiled from an older source is never run (compiled.py). */
+#ifndef SYNCHRO_SOURCE_SHA256
+#define SYNCHRO_SOURCE_SHA256 ""
+#endif
+
 enum { COPIED, VANISHED, LINKED, IRREGULAR, CHANGED, UNLINKED, DECLINED };
 
 #define READ_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
@@ -229,5 +236,10 @@ static struct PyModuleDef copy_module = {
 PyMODINIT_FUNC
 PyInit__copy(void)
 {
-    return PyModule_Create(&copy_module);
+    PyObject *module = PyModule_Create(&copy_module);
+    if (module != NULL && PyModule_AddStringConstant(module, "SOURCE_SHA256", SYNCHRO_SOURCE_SHA256) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

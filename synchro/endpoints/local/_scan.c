@@ -34,6 +34,13 @@
 #include <sys/syscall.h>
 #endif
 
+/* The SHA-256 of this file, given by setup.py (-DSYNCHRO_SOURCE_SHA256="..."):
+ * synchro uses the module only when it matches the C file shipped beside it,
+ * so a module compiled from an older source is never run (compiled.py). */
+#ifndef SYNCHRO_SOURCE_SHA256
+#define SYNCHRO_SOURCE_SHA256 ""
+#endif
+
 /* Signals (Ctrl+C) are looked at after this many entries of a large folder. */
 #define CHECK_SIGNALS_EVERY 1024
 
@@ -349,5 +356,10 @@ static struct PyModuleDef scan_module = {
 PyMODINIT_FUNC
 PyInit__scan(void)
 {
-    return PyModule_Create(&scan_module);
+    PyObject *module = PyModule_Create(&scan_module);
+    if (module != NULL && PyModule_AddStringConstant(module, "SOURCE_SHA256", SYNCHRO_SOURCE_SHA256) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

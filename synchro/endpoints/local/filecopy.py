@@ -22,6 +22,7 @@ import stat
 from collections.abc import Callable
 
 from ...pipeline.plan import TEMP_PREFIX
+from .compiled import load
 from .scan import Meta
 
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -48,11 +49,12 @@ BECAME_LINK = "became a link while copying"
 NOT_REGULAR = "is no longer a regular file"
 CHANGED_WHILE_COPYING = "changed while copying"
 _CHANGES = {_LINKED: BECAME_LINK, _IRREGULAR: NOT_REGULAR, _CHANGED: CHANGED_WHILE_COPYING}
-_copy_small: Callable[[int, int, str, str, bool, int], tuple[int, int]] | None
-try:
-    from ._copy import copy_small as _copy_small
-except ImportError:  # built by the install only when a C compiler was at hand
-    _copy_small = None
+# Built by the install only when a C compiler was at hand, and used only
+# when built from the _copy.c beside it (see compiled.py).
+_compiled = load("_copy")[0]
+_copy_small: Callable[[int, int, str, str, bool, int], tuple[int, int]] | None = (
+    None if _compiled is None else _compiled.copy_small
+)
 
 
 class SourceChanged(Exception):

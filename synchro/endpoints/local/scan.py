@@ -19,6 +19,8 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import NamedTuple
 
+from .compiled import load
+
 
 class Kind(IntEnum):
     FILE = 1
@@ -120,11 +122,9 @@ def python_list_entries(
     return entries, errors
 
 
-list_entries: EntryLister
-try:
-    # Compiled when the package was installed with a C compiler at hand
-    # (setup.py; optional): the same loop in about a third less time (what
-    # is left is mostly the kernel's lstat).
-    from ._scan import list_entries
-except ImportError:
-    list_entries = python_list_entries
+# Compiled when the package was installed with a C compiler at hand
+# (setup.py; optional): the same loop in about a third less time (what is
+# left is mostly the kernel's lstat). Only a module built from the _scan.c
+# beside it is used (see compiled.py).
+_compiled = load("_scan")[0]
+list_entries: EntryLister = python_list_entries if _compiled is None else _compiled.list_entries
