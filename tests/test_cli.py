@@ -15,6 +15,7 @@ from treeutil import BASE_NS, assert_mirror, build, log_messages, snapshot, summ
 
 import synchro
 from synchro import Hooks
+from synchro.endpoints.local import compiled
 from synchro.pipeline.plan import Action
 
 SCRIPT = Path(sysconfig.get_path("scripts")) / "synchro"
@@ -201,7 +202,9 @@ def test_a_locked_replica_exits_4_naming_it(pair: Pair) -> None:
 
 def test_version_and_help() -> None:
     version = run("--version")
-    assert (version.returncode, version.stdout) == (0, f"synchro {synchro.__version__}\n")
+    # What the compiled modules' state reads like, each way: tests/test_build.py.
+    expected = f"synchro {synchro.__version__} ({compiled.describe()})\n"
+    assert (version.returncode, version.stdout) == (0, expected)
 
     usage = run("-h")
     assert usage.returncode == 0
