@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -228,22 +229,99 @@ def test_a_mistake_names_the_pair_and_the_key(text: str, expected: str) -> None:
     ("text", "expected"),
     [
         ("", "backups.ini: no pairs; add a section such as [photos] with source and replica"),
-        ("[DEFAULT]\ninterval = 2\n", "backups.ini: no pairs;"),
-        ("source = x\n", "backups.ini: File contains no section headers."),
         (
-            "[a]\nsource = x\nsource = y\nreplica = z\n",
-            "backups.ini: While reading from 'backups.ini' [line 3]: option 'source' in section 'a' already exists",
+            "[DEFAULT]\ninterval = 2\n",
+            "backups.ini: no pairs; add a section such as [photos] with source and replica",
         ),
         (
-            "[a]\nsource = x\nreplica = z\n[a]\n",
-            "backups.ini: While reading from 'backups.ini' [line 4]: section 'a' already exists",
+            "source = x\n",
+            "backups.ini:1: 'source = x' is outside any section; "
+            "the file starts with a section header such as [DEFAULT] or [photos]",
         ),
-        ("[a\nsource = x\n", "backups.ini: File contains no section headers."),
+        ("[a]\nsource = x\nsource = y\nreplica = z\n", "backups.ini:3: [a] source is given twice"),
+        ("[a]\nsource = x\nreplica = z\n[a]\n", "backups.ini:4: section [a] is given twice"),
+        ("[a\nsource = x\n", "backups.ini:1: '[a' is no section header: it needs a closing ]"),
+        (
+            "[a]\nsource = x\nreplica = z\nmax_delete 10\n",
+            "backups.ini:4: expected key = value or a [section] header, got 'max_delete 10'",
+        ),
+        (
+            "[a]\nsource = x\n[b\nreplica = z\nlast\n",
+            "backups.ini:3: '[b' is no section header: it needs a closing ] (and 1 more wrong line)",
+        ),
     ],
-    ids=["empty", "only-defaults", "no-section", "duplicate-key", "duplicate-section", "broken-header"],
+    ids=[
+        "empty",
+        "only-defaults",
+        "no-section",
+        "duplicate-key",
+        "duplicate-section",
+        "broken-header",
+        "no-equals",
+        "broken-header-later",
+    ],
 )
-def test_a_malformed_file_is_one_line(text: str, expected: str) -> None:
-    assert error_of(text).startswith(expected)
+def test_a_malformed_file_is_one_line_with_its_line_number(text: str, expected: str) -> None:
+    assert error_of(text) == expected
+
+
+@pytest.mark.parametrize("header", ["[DEFAUL]", "[default]", "[Defaults]", "[DEFALT]"])
+def test_a_section_meant_as_default_gets_a_hint(header: str) -> None:
+    text = f"{header}\nlogpath = logs\n[a]\nsource = x\nreplica = /r\n"
+    assert error_of(text) == (
+        f"backups.ini: {header} source: missing; every pair needs a source and a replica "
+        "(did you mean [DEFAULT]?)"
+    )
+
+
+def test_a_pair_named_almost_default_is_still_a_pair() -> None:
+    (pair,) = parse("[defaults]\nsource = x\nreplica = /r\n")
+    assert pair.name == "defaults"
+
+
+def test_a_byte_order_mark_is_no_part_of_the_file(tmp_path: Path) -> None:
+    # Notepad saves "UTF-8" with a BOM; configparser would see "\ufeff[DEFAULT]".
+    path = tmp_path / "backups.ini"
+    path.write_text("[DEFAULT]\ninterval = 6\n[é]\nsource = src\nreplica = rep\n", encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf[DEFAULT]")
+    (pair,) = load_config(path).pairs
+    assert (pair.name, pair.interval, pair.source) == ("é", 6.0, f"{tmp_path}/src")
+    assert parse_config("\ufeff[a]\nsource = s\nreplica = /r\n", folder=FOLDER).names == ("a",)
+
+
+UNSET = "[a]\nsource = s\nreplica = /r/a\n[usb]\nsource = s\nreplica = $DRIVE/usb\n[c]\nsource = s\nreplica = /r/c\n"
+
+
+def test_partial_keeps_the_other_pairs_when_one_section_is_wrong() -> None:
+    config = parse_config(UNSET, folder=FOLDER, origin="backups.ini", environ={}, partial=True)
+    assert config.names == ("a", "usb", "c")
+    assert [pair.name for pair in config.pairs] == ["a", "c"]
+    (problem,) = config.problems
+    assert problem.name == "usb"
+    assert problem.error.detail == "replica: environment variable $DRIVE is not set (in '$DRIVE/usb')"
+    assert str(problem.error) == (
+        "backups.ini: [usb] replica: environment variable $DRIVE is not set (in '$DRIVE/usb')"
+    )
+    assert config.pair("a").replica == "/r/a"
+    with pytest.raises(ConfigError, match=r"^backups.ini: \[usb\] replica: environment variable \$DRIVE"):
+        config.pair("usb")
+    # Without partial, the first wrong section stops the whole file (what the runs use).
+    with pytest.raises(ConfigError, match=r"^backups.ini: \[usb\] replica: environment variable \$DRIVE"):
+        parse_config(UNSET, folder=FOLDER, origin="backups.ini", environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[DEFAULT]\nchecksum = often\n" + UNSET, "backups.ini: [DEFAULT] checksum: expected yes or no"),
+        ("[a]\nsource = s\nreplica = /r\n[b]\nsource = t\nreplica = /r\n", "backups.ini: pairs [a] and [b]"),
+        ("[a\n", "backups.ini:1: '[a' is no section header"),
+    ],
+    ids=["in-default", "overlap", "form"],
+)
+def test_partial_still_stops_at_what_concerns_every_pair(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{re.escape(expected)}"):
+        parse_config(text, folder=FOLDER, origin="backups.ini", environ={}, partial=True)
 
 
 def test_a_percent_sign_is_no_interpolation() -> None:
@@ -312,12 +390,20 @@ def test_two_pairs_may_share_a_source() -> None:
     assert first.source == second.source
 
 
-def test_a_missing_or_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(
-        ConfigError,
-        match=r"^config file not found: .*nope\.ini \(give --config PATH or set SYNCHRO_CONFIG\)$",
-    ):
+def test_a_missing_or_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.ini")
+    assert (
+        str(caught.value)
+        == f"config file not found: {tmp_path}/nope.ini (give --ini FILE or set SYNCHRO_CONFIG)"
+    )
+    # A relative name: the folder it was looked for in is said.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_config("backups.ini")
+    assert str(caught.value) == (
+        f"config file not found: backups.ini in {tmp_path} (give --ini FILE or set SYNCHRO_CONFIG)"
+    )
     (tmp_path / "folder.ini").mkdir()
     with pytest.raises(ConfigError, match=r"^cannot read config file .*folder\.ini: "):
         load_config(tmp_path / "folder.ini")

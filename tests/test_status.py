@@ -24,6 +24,7 @@ from synchro.features.status import (
     read_status,
     record_run,
     result_line,
+    unusable_pair_status,
 )
 from synchro.pipeline.report import Report
 
@@ -172,6 +173,31 @@ def test_a_pair_that_never_ran_is_stale() -> None:
         "last_success": None,
         "last_success_ago_seconds": None,
         "stale": True,
+        "error": None,
+    }
+
+
+def test_a_pair_the_ini_file_gets_wrong_is_a_row_that_says_so() -> None:
+    now = T0 + timedelta(hours=1)
+    rows = [
+        pair_status("docs", 24, PairRecord(run(0, T0), T0), now),
+        unusable_pair_status("usb", "replica: environment variable $DRIVE is not set", now),
+    ]
+    assert format_table(rows).splitlines()[1:] == [
+        "docs  2026-03-01 03:00 (1 h ago)  ok                0            0        0       0    0 B  2026-03-01 03:00 (1 h ago)",
+        "usb   -                           config error                                              -                           STALE",
+    ]
+    docs, usb = json.loads(format_json(rows))
+    assert docs["error"] is None
+    assert usb == {
+        "pair": "usb",
+        "interval_hours": None,
+        "last_run": None,
+        "last_run_ago_seconds": None,
+        "last_success": None,
+        "last_success_ago_seconds": None,
+        "stale": True,
+        "error": "replica: environment variable $DRIVE is not set",
     }
 
 

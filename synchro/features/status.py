@@ -240,6 +240,8 @@ class PairStatus(NamedTuple):
     interval: float  # hours, as applied (never below the minimum)
     record: PairRecord | None
     now: datetime
+    # Why the INI file gives no usable pair of this name (then nothing else is known).
+    error: str = ""
 
     @property
     def last_run_age(self) -> timedelta | None:
@@ -261,7 +263,7 @@ class PairStatus(NamedTuple):
         run_age, success_age = self.last_run_age, self.last_success_age
         return {
             "pair": self.name,
-            "interval_hours": self.interval,
+            "interval_hours": None if self.error else self.interval,
             "last_run": self.record.last.to_json() if self.record else None,
             "last_run_ago_seconds": round(run_age.total_seconds()) if run_age is not None else None,
             "last_success": (
@@ -273,11 +275,17 @@ class PairStatus(NamedTuple):
             if success_age is not None
             else None,
             "stale": self.stale,
+            "error": self.error or None,
         }
 
 
 def pair_status(name: str, interval: float, record: PairRecord | None, now: datetime) -> PairStatus:
     return PairStatus(name, max(interval, MIN_INTERVAL_HOURS), record, _aware(now))
+
+
+def unusable_pair_status(name: str, error: str, now: datetime) -> PairStatus:
+    """The row of a pair whose section of the INI file is wrong: ``error`` says how."""
+    return PairStatus(name, MIN_INTERVAL_HOURS, None, _aware(now), error)
 
 
 def ago(age: timedelta) -> str:
@@ -315,6 +323,9 @@ def format_table(rows: Iterable[PairStatus]) -> str:
     table = [[*STATUS_COLUMNS, "last success", ""]]
     for row in rows:
         record = row.record
+        if row.error:
+            table.append([row.name, "-", "config error", "", "", "", "", "", "-", "STALE"])
+            continue
         if record is None:
             table.append([row.name, "never", "-", "", "", "", "", "", "never", "STALE"])
             continue
