@@ -192,6 +192,22 @@ def parse_patterns(value: object) -> tuple[str, ...]:
     return tuple(patterns)
 
 
+def pattern_warnings(patterns: Iterable[str]) -> list[str]:
+    """What looks wrong in valid exclude patterns: one line each, to warn about.
+
+    A pattern that holds ", " is almost always several patterns written as
+    one (``exclude = *.tmp, *.bak``), which then matches only names that
+    hold that comma and space: nothing is left out, and nothing said so.
+    """
+    return [
+        f"exclude pattern {pattern!r} holds ', ' so it is one pattern, which leaves out only names "
+        "with that comma; give one pattern per line in the INI file "
+        "(exclude = then each indented on its own line), one --exclude per pattern, or a list in Python"
+        for pattern in patterns
+        if ", " in pattern
+    ]
+
+
 class MirrorOptions(NamedTuple):
     """What one mirror cycle does; built by :func:`make_options`."""
 

@@ -64,6 +64,25 @@ def test_the_context_manager_writes_pending_lines(pair: Pair) -> None:
     assert log_messages(pair.logs) == ["WARNING interval 0.1 h is below the minimum; raised to 0.25 h"]
 
 
+def test_an_exclude_pattern_with_a_comma_and_space_is_warned_about(pair: Pair) -> None:
+    write(pair.src / "a.tmp", "t")
+    synchro.mirror(pair.src, pair.rep, logpath=pair.logs, exclude="*.tmp, *.bak")
+    assert (pair.rep / "a.tmp").exists()  # the pattern left nothing out
+    warnings = [line for line in log_messages(pair.logs) if line.startswith("WARNING ")]
+    assert warnings == [
+        "WARNING exclude pattern '*.tmp, *.bak' holds ', ' so it is one pattern, which leaves out only "
+        "names with that comma; give one pattern per line in the INI file (exclude = then each indented "
+        "on its own line), one --exclude per pattern, or a list in Python"
+    ]
+    console = io.StringIO()
+    with Synchro(pair.logs, console=console) as s:
+        s.configure(pair.src, pair.rep, exclude="*.tmp, *.bak")
+        assert " WARNING exclude pattern '*.tmp, *.bak' holds ', '" in console.getvalue()
+        s.configure(pair.src, pair.rep, exclude=["*.tmp", "*.bak"])
+        s.run()
+    assert console.getvalue().count("WARNING") == 1
+
+
 def test_run_before_configure_is_a_config_error(pair: Pair) -> None:
     with Synchro(pair.logs, quiet=True) as api, pytest.raises(ConfigError, match="call configure"):
         api.run()

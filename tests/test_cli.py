@@ -267,6 +267,36 @@ def test_exclude_verbose_and_create_replica_options(pair: Pair) -> None:
     assert stamped(second.stdout)[1:-1] == ["UNTOUCHED keep"]
 
 
+COMMA_WARNING = (
+    "WARNING exclude pattern '*.tmp, *.bak' holds ', ' so it is one pattern, which leaves out only "
+    "names with that comma; give one pattern per line in the INI file (exclude = then each indented "
+    "on its own line), one --exclude per pattern, or a list in Python"
+)
+
+
+def test_an_exclude_pattern_with_a_comma_and_space_is_warned_about(pair: Pair) -> None:
+    build(pair.src, {"a.tmp": "t", "b.bak": "b"}, mtime_ns=BASE_NS)
+    result = run(pair.src, pair.rep, "--once", "--exclude", "*.tmp, *.bak", cwd=pair.root)
+    assert result.returncode == 0, result.stderr
+    assert stamped(result.stdout)[0] == COMMA_WARNING
+    assert COMMA_WARNING in log_messages(pair.logs)
+    assert sorted(os.listdir(pair.rep)) == ["a.tmp", "b.bak"]  # the pattern left nothing out
+    # Written as two patterns: no warning, both left out (and, with --delete-excluded, deleted).
+    result = run(
+        pair.src,
+        pair.rep,
+        "--once",
+        "--exclude",
+        "*.tmp",
+        "--exclude",
+        "*.bak",
+        "--delete-excluded",
+        cwd=pair.root,
+    )
+    assert "WARNING" not in result.stdout
+    assert os.listdir(pair.rep) == []
+
+
 def test_verbose_checksum_lists_the_files_it_found_equal_by_content(pair: Pair) -> None:
     build(pair.src, {"a": "same", "sub": {"b": "same too", "c": "old"}})
     assert run(pair.src, pair.rep, "24", pair.logs, "--once").returncode == 0

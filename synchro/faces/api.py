@@ -32,6 +32,7 @@ from ..options import (
     make_options,
     parse_interval,
     parse_max_cycles,
+    pattern_warnings,
 )
 from ..pipeline.engine import Hooks, ProgressFactory, run_cycle
 from ..pipeline.log import DailyLog, escape
@@ -128,6 +129,8 @@ class Synchro:
             self.log.write(f"ERROR {error}", console=False)
             self.log.flush()
             raise
+        for warning in pattern_warnings(opts.exclude):
+            self.log.write(f"WARNING {escape(warning)}")
         ongoing = isinstance(mode, str) and mode.lower() == "o"
         if ongoing and hours < MIN_INTERVAL_HOURS:
             self.log.write(
@@ -251,6 +254,8 @@ def mirror(
     opts = make_options(**options)
     log = DailyLog(logpath, console, clock)
     try:
+        for warning in pattern_warnings(opts.exclude):
+            log.write(f"WARNING {escape(warning)}")
         return run_cycle(source, replica, opts, log, verbose=verbose, hooks=hooks, clock=clock)
     finally:
         log.close()
