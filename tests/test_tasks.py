@@ -1,5 +1,9 @@
 """The Invoke tasks, run as a user runs them: ``inv TASK ...`` in a subprocess.
 
+What concerns flags and errors also runs through ``synchro-tasks``, the
+installed command over the same collection (the ``face`` fixture); the
+install itself, not editable, is tested in ``test_tasks_installed.py``.
+
 Each test writes its own INI file and trees in ``tmp_path``. Where time
 matters (``watch``, ``status``), a ``sitecustomize`` put on the child's
 ``PYTHONPATH`` starts a :mod:`time_machine` traveller at a given moment
@@ -28,6 +32,9 @@ from synchro.faces.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 INV = Path(sys.executable).parent / "inv"
+SYNCHRO_TASKS = Path(sys.executable).parent / "synchro-tasks"
+# How each face is started: Invoke's own program over the clone, and the installed command.
+FACES = {"inv": [str(INV), "-r", str(REPO)], "synchro-tasks": [str(SYNCHRO_TASKS)]}
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, 3, 0, 0, tzinfo=UTC)
 
@@ -64,9 +71,10 @@ STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (.*)$")
 
 
 class Inv:
-    """Runs ``inv -r REPO ARGS`` in ``tmp_path`` (or ``cwd``) with a clean environment."""
+    """Runs ``inv -r REPO ARGS`` (or ``synchro-tasks ARGS``) in ``tmp_path`` (or ``cwd``) with a clean environment."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, face: str = "inv") -> None:
+        self.face = face
         self.tmp_path = tmp_path
         self.site = tmp_path / "site"
         self.site.mkdir()
@@ -97,7 +105,7 @@ class Inv:
             )
         child.update(env or {})
         return subprocess.run(
-            [str(INV), "-r", str(REPO), *args],
+            [*FACES[self.face], *args],
             cwd=cwd or self.tmp_path,
             env=child,
             capture_output=True,
@@ -114,6 +122,12 @@ class Inv:
 @pytest.fixture
 def inv(tmp_path: Path) -> Inv:
     return Inv(tmp_path)
+
+
+@pytest.fixture(params=sorted(FACES))
+def face(request: pytest.FixtureRequest, tmp_path: Path) -> Inv:
+    """``inv`` in the clone, then ``synchro-tasks``."""
+    return Inv(tmp_path, request.param)
 
 
 def tree(root: Path, files: dict[str, str]) -> Path:
@@ -198,10 +212,11 @@ interval = 2
 # --- the task list and the help ------------------------------------------------------------
 
 
-def test_the_list_has_a_summary_for_every_task(inv: Inv) -> None:
-    result = inv("--list")
+@pytest.mark.parametrize("flag", ["--list", "-l"])
+def test_the_list_has_a_summary_for_every_task(face: Inv, flag: str) -> None:
+    result = face(flag)
     assert result.returncode == 0, result.stderr
-    for name in ("backup", "backup-all", "watch", "status", "pairs"):
+    for name in ("backup", "backup-all", "watch", "status", "pairs", "verify", "restore", "versions"):
         assert re.search(rf"^  {re.escape(name)} +\S", result.stdout, re.M), name
 
 
@@ -210,9 +225,23 @@ def test_the_list_has_a_summary_for_every_task(inv: Inv) -> None:
     [
         (
             "backup",
-            ["-p", "--pair", "-c", "--config", "--dry-run", "--checksum", "-v", "--verbose", "-q", "--quiet"],
+            [
+                "-p",
+                "--pair",
+                "--ini",
+                "--dry-run",
+                "--checksum",
+                "--max-delete",
+                "-v",
+                "--verbose",
+                "-q",
+                "--quiet",
+            ],
         ),
-        ("backup-all", ["-c", "--config", "--dry-run", "--checksum", "-v", "--verbose", "-q", "--quiet"]),
+        (
+            "backup-all",
+            ["--ini", "--dry-run", "--checksum", "--max-delete", "-v", "--verbose", "-q", "--quiet"],
+        ),
         (
             "watch",
             [
@@ -222,28 +251,68 @@ def test_the_list_has_a_summary_for_every_task(inv: Inv) -> None:
                 "--interval",
                 "-m",
                 "--max",
-                "-c",
-                "--config",
+                "--ini",
                 "--dry-run",
                 "--checksum",
+                "--max-delete",
                 "-v",
+                "--verbose",
                 "-q",
+                "--quiet",
             ],
         ),
-        ("status", ["-j", "--json", "-c", "--config"]),
-        ("pairs", ["-c", "--config"]),
+        ("status", ["-j", "--json", "--ini"]),
+        ("pairs", ["--ini"]),
+        ("verify", ["-p", "--pair", "--ini"]),
+        ("restore", ["-p", "--pair", "--path", "--at", "--to", "--force", "-v", "--verbose", "--ini"]),
+        ("versions", ["-p", "--pair", "--path", "--ini"]),
     ],
 )
-def test_the_help_explains_every_flag(inv: Inv, task: str, flags: list[str]) -> None:
-    result = inv("--help", task)
+def test_the_help_explains_every_flag(face: Inv, task: str, flags: list[str]) -> None:
+    result = face("--help", task)
     assert result.returncode == 0, result.stderr
     docstring, options = result.stdout.split("Options:")
     assert docstring.split("Docstring:")[1].strip()
     entries = re.findall(r"^  (-\S.*?)(?:\s{2,}(\S.*))?$", options, re.M)
-    shown = {flag for entry, _ in entries for flag in re.findall(r"(--?[\w-]+)", entry)}
-    assert set(flags) <= shown
-    assert "-h" not in shown  # -h stays Invoke's help
+    shown = {flag for entry, _ in entries for flag in re.findall(r"(?:^|, )(--?[\w-]+)", entry)}
+    assert set(flags) == shown
     assert all(text for _, text in entries), options  # every flag has a help text
+    # None of Invoke's own short options is taken (-h help, -c collection, -f its configuration).
+    assert not shown & {"-h", "-c", "-f", "-d", "-l", "-e", "-w", "-R", "-T", "-D", "-F", "-V"}
+
+
+# What each flag's value is, in `synchro-tasks --help`; Invoke's own help (`inv`)
+# knows only INT and STRING, so it shows STRING where these say more.
+VALUES = {
+    "--pair": "NAME",
+    "--ini": "FILE",
+    "--interval": "HOURS",
+    "--max": "INT",
+    "--max-delete": "N|P%",
+    "--path": "PATH",
+    "--at": "YYYY-MM-DD_HHMMSS",
+    "--to": "FOLDER",
+}
+BOOLEANS = {"--json", "--dry-run", "--checksum", "--verbose", "--quiet", "--force"}
+
+
+@pytest.mark.parametrize("task", ["backup", "backup-all", "watch", "status", "pairs", "restore", "versions"])
+def test_the_help_shows_what_each_flag_takes(face: Inv, task: str) -> None:
+    options = face("--help", task).stdout.split("Options:")[1]
+    for entry in re.findall(r"^  (-\S.*?)(?:\s{2,}\S.*)?$", options, re.M):
+        long_flag = re.search(r"--[\w-]+", entry)
+        assert long_flag, entry
+        name = long_flag.group(0)
+        if name in BOOLEANS:
+            assert "=" not in entry and " " not in entry.replace(", ", ""), entry  # a flag takes no value
+            continue
+        metavar = VALUES[name]
+        if face.face == "inv":
+            metavar = "INT" if metavar == "INT" else "STRING"
+        assert f"{name}={metavar}" in entry, entry
+        short = re.match(r"-(\w) ", entry)
+        if short:
+            assert entry.startswith(f"-{short.group(1)} {metavar}, "), entry
 
 
 # --- backup -------------------------------------------------------------------------------
@@ -252,8 +321,8 @@ def test_the_help_explains_every_flag(inv: Inv, task: str, flags: list[str]) -> 
 @pytest.mark.parametrize("how", ["flag", "short-flag", "environment", "current-folder"])
 def test_backup_mirrors_the_pair(inv: Inv, tmp_path: Path, two_pairs: Path, how: str) -> None:
     args, env = {
-        "flag": (["--pair", "docs", "--config", str(two_pairs)], {}),
-        "short-flag": (["-p", "docs", "-c", str(two_pairs)], {}),
+        "flag": (["--pair", "docs", "--ini", str(two_pairs)], {}),
+        "short-flag": (["-p", "docs", f"--ini={two_pairs}"], {}),
         "environment": (["--pair", "docs"], {"SYNCHRO_CONFIG": str(two_pairs)}),
         "current-folder": (["--pair", "docs"], {}),
     }[how]
@@ -309,15 +378,15 @@ def test_an_unknown_pair_names_the_pairs(inv: Inv, two_pairs: Path) -> None:
         (
             ["backup-all"],
             None,
-            "synchro: error: config file not found: backups.ini (give --config PATH or set SYNCHRO_CONFIG)",
+            "synchro: error: config file not found: backups.ini in {tmp_path} (give --ini FILE or set SYNCHRO_CONFIG)",
         ),
         (
             ["status"],
             "[docs\nsource = docs\n",
-            "synchro: error: backups.ini: File contains no section headers.",
+            "synchro: error: backups.ini:1: '[docs' is no section header: it needs a closing ]",
         ),
         (
-            ["pairs"],
+            ["backup-all"],
             "[docs]\nsource = docs\nreplica = r\nmax_delet = 10\n",
             "synchro: error: backups.ini: [docs] unknown key 'max_delet' (did you mean 'max_delete'?)",
         ),
@@ -345,7 +414,7 @@ def test_a_bad_ini_is_one_line_and_touches_nothing(
     tree(tmp_path / "docs", DOCS)
     if text is not None:
         ini(tmp_path / "backups.ini", text)
-    assert one_line_error(inv(*task)).startswith(expected)
+    assert one_line_error(inv(*task)).startswith(expected.format(tmp_path=tmp_path))
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
         ["docs", "site"] + (["backups.ini"] if text is not None else [])
     )
@@ -354,7 +423,12 @@ def test_a_bad_ini_is_one_line_and_touches_nothing(
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["watch", "--max", "abc"], "synchro: error: --max: expected a number of cycles, got 'abc'"),
+        (["watch", "--max", "abc"], "synchro: error: --max: expected a whole number of cycles, got 'abc'"),
+        (["watch", "-m", "2.5"], "synchro: error: --max: expected a whole number of cycles, got '2.5'"),
+        (
+            ["watch", "--max=-1"],
+            "synchro: error: --max: expected a number of cycles >= 0 (0: until stopped), got '-1'",
+        ),
         (
             ["watch", "--interval", "soon"],
             "synchro: error: --interval: expected a number of hours, got 'soon'",
@@ -363,11 +437,105 @@ def test_a_bad_ini_is_one_line_and_touches_nothing(
             ["watch", "--interval", "-1"],
             "synchro: error: --interval: expected a number of hours > 0, got '-1'",
         ),
+        (
+            ["backup-all", "--max-delete", "lots"],
+            "synchro: error: --max-delete: expected a number N or a percentage P% (e.g. 50%), got 'lots'",
+        ),
         (["backup-all", "-v", "-q"], "synchro: error: --verbose and --quiet exclude each other"),
     ],
 )
-def test_a_bad_flag_is_one_line(inv: Inv, two_pairs: Path, args: list[str], expected: str) -> None:
-    assert one_line_error(inv(*args)) == expected
+def test_a_bad_flag_value_is_one_line(face: Inv, two_pairs: Path, args: list[str], expected: str) -> None:
+    assert one_line_error(face(*args)) == expected
+    assert not (two_pairs.parent / "mirror" / "docs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["backup", "-p", "docs", "--bogus"], "synchro: error: No idea what '--bogus' is!"),
+        (["backup-al"], "synchro: error: No idea what 'backup-al' is!"),
+        (["watch", "--max"], "synchro: error: Flag --max needed value and was not given one!"),
+        (["--help", "backup-al"], "synchro: error: No idea what 'backup-al' is!"),
+    ],
+    ids=["unknown-flag", "unknown-task", "missing-value", "help-of-unknown-task"],
+)
+def test_synchro_tasks_exits_2_on_what_it_cannot_parse(
+    tmp_path: Path, two_pairs: Path, args: list[str], expected: str
+) -> None:
+    line = one_line_error(Inv(tmp_path, "synchro-tasks")(*args))
+    assert line == f"{expected} (see synchro-tasks --help)"
+    assert not (tmp_path / "mirror" / "docs").exists()
+
+
+def test_inv_keeps_invokes_exit_1_for_what_it_cannot_parse(inv: Inv, two_pairs: Path) -> None:
+    # Invoke's own program parses the line before any task runs, and exits 1:
+    # the README says so, and points scripts at synchro-tasks.
+    result = inv("backup", "-p", "docs", "--bogus")
+    assert (result.returncode, result.stderr) == (1, "No idea what '--bogus' is!\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--config", "backups.ini", "backup-all"],
+            "--config is Invoke's own option, for Invoke's configuration file; "
+            "give the file of pairs with --ini backups.ini, after the task name",
+        ),
+        (
+            ["backup-all", "--config", "backups.ini"],
+            "--config is Invoke's own option, for Invoke's configuration file; "
+            "give the file of pairs with --ini backups.ini, after the task name",
+        ),
+        (
+            ["backup-all", "--config=backups.ini"],
+            "--config is Invoke's own option, for Invoke's configuration file; "
+            "give the file of pairs with --ini backups.ini, after the task name",
+        ),
+        (
+            ["-f", "backups.ini", "backup-all"],
+            "-f is Invoke's own option, for Invoke's configuration file; "
+            "give the file of pairs with --ini backups.ini, after the task name",
+        ),
+        (
+            ["backup-all", "-c", "backups.ini"],
+            "-c is Invoke's own option, for a collection of tasks; "
+            "give the file of pairs with --ini backups.ini, after the task name",
+        ),
+        (
+            ["backup-all", "--dry"],
+            "--dry is Invoke's own option (it echoes shell commands instead of running them, "
+            "and the tasks run none); a dry run of a task is --dry-run, after the task name",
+        ),
+    ],
+    ids=["config-before", "config-after", "config-equals", "f-before", "c-after", "dry"],
+)
+def test_invokes_own_options_meant_for_synchro_are_refused(
+    face: Inv, tmp_path: Path, two_pairs: Path, args: list[str], expected: str
+) -> None:
+    # Unrefused, --config x.ini is Invoke's traceback about INI files, "-c x.ini"
+    # after a task is silently ignored (the default file's pairs run), and --dry
+    # runs the backup for real.
+    assert one_line_error(face(*args)) == f"synchro: error: {expected}"
+    assert not (tmp_path / "mirror" / "docs").exists()
+    assert not (tmp_path / "LOGS").exists()
+
+
+def test_synchro_tasks_refuses_c_before_the_task_too(tmp_path: Path, two_pairs: Path) -> None:
+    # (Under inv, "-c x.ini" before the task makes Invoke look for a collection
+    # of that name before it reads tasks.py: Invoke's own one-line error, exit 1.)
+    line = one_line_error(Inv(tmp_path, "synchro-tasks")("-c", "backups.ini", "backup-all"))
+    assert line.startswith("synchro: error: -c is Invoke's own option, for a collection of tasks; ")
+
+
+def test_invokes_own_configuration_file_is_still_read_by_inv(
+    inv: Inv, tmp_path: Path, two_pairs: Path
+) -> None:
+    # Only what cannot be Invoke's is refused: a YAML file is Invoke's configuration.
+    (tmp_path / "invoke.yaml").write_text("tasks:\n  dedupe: false\n", encoding="utf-8")
+    result = inv("--config", str(tmp_path / "invoke.yaml"), "pairs")
+    assert result.returncode == 0, result.stderr
+    assert "[docs] ok" in result.stdout
 
 
 def test_relative_paths_are_relative_to_the_ini_folder(inv: Inv, tmp_path: Path) -> None:
@@ -378,7 +546,7 @@ def test_relative_paths_are_relative_to_the_ini_folder(inv: Inv, tmp_path: Path)
     )
     cron_home = tmp_path / "home"  # cron starts in $HOME, not beside the INI
     cron_home.mkdir()
-    result = inv("backup", "--pair", "docs", "--config", "../conf/backups.ini", cwd=cron_home)
+    result = inv("backup", "--pair", "docs", "--ini", "../conf/backups.ini", cwd=cron_home)
     assert result.returncode == 0, result.stderr
     assert files_of(tmp_path / "conf" / "replica") == DOCS
     assert (tmp_path / "conf" / "logs" / "LOGS" / "status.json").is_file()
@@ -645,11 +813,154 @@ def test_pairs_of_a_good_file_exit_0(inv: Inv, two_pairs: Path) -> None:
     assert "[notes] ok" in result.stdout
 
 
+# --- --max-delete -------------------------------------------------------------------------------
+
+
+def test_after_a_guard_refusal_max_delete_lets_the_deletions_through(
+    inv: Inv, tmp_path: Path, broken_pairs: Path
+) -> None:
+    result = inv("backup", "--pair", "guarded")
+    assert result.returncode == 3
+    # The refusal names the flag; the task has it.
+    assert "rerun with a higher --max-delete (100% lifts the limit)" in result.stdout
+    assert len(files_of(tmp_path / "mirror" / "guarded")) == 20
+
+    result = inv("backup", "--pair", "guarded", "--max-delete", "19")
+    assert result.returncode == 3  # 20 deletions, 19 allowed
+    assert "(limit 19)" in result.stdout
+    assert len(files_of(tmp_path / "mirror" / "guarded")) == 20
+
+    result = inv("backup", "--pair", "guarded", "--max-delete", "100%")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert files_of(tmp_path / "mirror" / "guarded") == {"one.txt": "1"}
+    assert result.stdout.splitlines()[-1].startswith("guarded: ok: 1 added, 0 overwritten, 20 deleted, ")
+
+
+@pytest.mark.parametrize("task", [["backup-all"], ["watch", "--max", "1"]])
+def test_max_delete_applies_to_every_pair_of_the_run(
+    inv: Inv, tmp_path: Path, broken_pairs: Path, task: list[str]
+) -> None:
+    result = inv(*task, "--max-delete", "20", "-q", now=T0)
+    assert result.returncode == 2  # the pair with no source; nobody refused
+    assert [line.split(":")[0] for line in result.stderr.splitlines()] == ["gone"]
+    assert files_of(tmp_path / "mirror" / "guarded") == {"one.txt": "1"}
+    # A limit of 0 refuses any deletion, whatever the pair's own limit says.
+    tree(tmp_path / "docs", {"a.txt": "alpha"})
+    (tmp_path / "docs" / "sub" / "b.txt").unlink()
+    result = inv("backup", "--pair", "docs", "--max-delete", "0", "-q")
+    assert result.returncode == 3
+    assert (tmp_path / "mirror" / "docs" / "sub" / "b.txt").exists()
+
+
+# --- INI files as users write them ----------------------------------------------------------------
+
+
+def test_an_ini_saved_with_a_byte_order_mark_is_read(inv: Inv, tmp_path: Path, two_pairs: Path) -> None:
+    # Notepad's "UTF-8": a BOM before [DEFAULT].
+    two_pairs.write_text(two_pairs.read_text(encoding="utf-8").lstrip(), encoding="utf-8-sig")
+    assert two_pairs.read_bytes().startswith(b"\xef\xbb\xbf[DEFAULT]")
+    result = inv("pairs")
+    assert result.returncode == 0, result.stderr
+    result = inv("backup", "--pair", "docs", "-q")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert files_of(tmp_path / "mirror" / "docs") == DOCS
+
+
+def test_an_exclude_line_with_commas_is_warned_about(inv: Inv, tmp_path: Path) -> None:
+    tree(tmp_path / "docs", {"a.txt": "a", "b.tmp": "t", "c.bak": "b"})
+    ini(
+        tmp_path / "backups.ini",
+        "[docs]\nsource = docs\nreplica = r\ncreate_replica = yes\nexclude = *.tmp, *.bak\n",
+    )
+    warning = (
+        "exclude pattern '*.tmp, *.bak' holds ', ' so it is one pattern, which leaves out only names with "
+        "that comma; give one pattern per line in the INI file (exclude = then each indented on its own "
+        "line), one --exclude per pattern, or a list in Python"
+    )
+    result = inv("pairs")
+    assert result.returncode == 0, result.stderr
+    assert f"    warning  {warning}" in result.stdout.splitlines()
+    result = inv("backup", "--pair", "docs")
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0].endswith(f" WARNING {warning}")
+    assert f"WARNING {warning}" in [message for _, message in log_lines(tmp_path)]
+    assert sorted(files_of(tmp_path / "r")) == ["a.txt", "b.tmp", "c.bak"]
+
+
+def test_a_section_almost_named_default_gets_a_hint(inv: Inv, tmp_path: Path) -> None:
+    tree(tmp_path / "docs", DOCS)
+    ini(tmp_path / "backups.ini", "[DEFAUL]\ncreate_replica = yes\n[docs]\nsource = docs\nreplica = r\n")
+    line = one_line_error(inv("backup-all"))
+    assert line == (
+        "synchro: error: backups.ini: [DEFAUL] source: missing; every pair needs a source and a replica "
+        "(did you mean [DEFAULT]?)"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture
+def usb_pair(tmp_path: Path, two_pairs: Path) -> Path:
+    """``two_pairs`` and, between them, ``usb``, whose replica is under ``$USB_DRIVE``."""
+    text = two_pairs.read_text(encoding="utf-8").replace(
+        "[notes]", "[usb]\nsource = docs\nreplica = $USB_DRIVE/docs\ncreate_replica = yes\n\n[notes]"
+    )
+    return ini(two_pairs, text)
+
+
+USB_ERROR = "backups.ini: [usb] replica: environment variable $USB_DRIVE is not set (in '$USB_DRIVE/docs')"
+
+
+def test_status_shows_the_other_pairs_when_one_has_an_unset_variable(
+    face: Inv, tmp_path: Path, usb_pair: Path
+) -> None:
+    (tmp_path / "drive").mkdir()
+    for name in ("docs", "usb"):
+        result = face("backup", "--pair", name, "-q", now=T0, env={"USB_DRIVE": str(tmp_path / "drive")})
+        assert result.returncode == 0, result.stderr
+
+    result = face("status", now=T0 + timedelta(hours=1))
+    assert result.returncode == 2
+    assert result.stderr == f"synchro: error: {USB_ERROR}\n"
+    table = {row.split()[0]: row for row in result.stdout.splitlines()[1:]}
+    assert list(table) == ["docs", "usb", "notes"]
+    assert re.fullmatch(r"docs +2026-03-01 03:00 \(1 h ago\) +ok +4 .*", table["docs"]), table["docs"]
+    assert re.fullmatch(r"usb +- +config error +- +STALE", table["usb"])
+    assert re.fullmatch(r"notes +never +- +never +STALE", table["notes"])
+
+    result = face("status", "--json", now=T0 + timedelta(hours=1))
+    assert result.returncode == 2
+    rows = {row["pair"]: row for row in json.loads(result.stdout)}
+    assert rows["usb"]["error"] == USB_ERROR.split("[usb] ")[1]
+    assert rows["docs"]["error"] is None
+    assert rows["docs"]["last_run"]["counts"]["added"] == 4
+
+
+def test_pairs_shows_the_other_pairs_when_one_has_an_unset_variable(
+    face: Inv, tmp_path: Path, usb_pair: Path
+) -> None:
+    result = face("pairs")
+    assert result.returncode == 2
+    lines = result.stdout.splitlines()
+    assert "[docs] ok (the replica will be created by the first run)" in lines
+    assert "[usb] error: replica: environment variable $USB_DRIVE is not set (in '$USB_DRIVE/docs')" in lines
+    assert "[notes] ok (the replica will be created by the first run)" in lines
+    assert result.stderr == ""
+
+
+def test_runs_still_refuse_a_file_with_an_unset_variable(inv: Inv, tmp_path: Path, usb_pair: Path) -> None:
+    result = inv("backup", "--pair", "docs", "-q")
+    # The runs read the whole file strictly (README: a mistake stops the tasks
+    # before anything is touched), so the one-pair run is refused too.
+    assert one_line_error(result) == f"synchro: error: {USB_ERROR}"
+    assert one_line_error(inv("backup-all")) == f"synchro: error: {USB_ERROR}"
+    assert not (tmp_path / "mirror" / "docs").exists()
+
+
 # --- the shipped example ------------------------------------------------------------------------
 
 
 def test_the_shipped_demo_pair_is_valid(inv: Inv) -> None:
-    result = inv("pairs", "--config", str(REPO / "backups.ini"))
+    result = inv("pairs", "--ini", str(REPO / "backups.ini"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("[demo] ok")
     assert f"    source   {REPO}/demo/source\n" in result.stdout

@@ -33,15 +33,23 @@ from typing import TextIO
 from ..errors import ConfigError, ExitCode
 from ..features.restore import RestoreReport
 from ..features.restore import restore as restore_into
-from ..features.status import PairRecord, PairStatus, human_bytes, pair_status, read_status, result_line
+from ..features.status import (
+    PairRecord,
+    PairStatus,
+    human_bytes,
+    pair_status,
+    read_status,
+    result_line,
+    unusable_pair_status,
+)
 from ..features.verify import VerifyReport, run_verify
 from ..features.versions import clean_path, format_versions, list_versions
-from ..options import MIN_INTERVAL_HOURS, MirrorOptions, parse_interval, parse_max_cycles
+from ..options import MIN_INTERVAL_HOURS, DeleteLimit, MirrorOptions, pattern_warnings
 from ..pipeline.log import escape, log_dir
 from ..pipeline.report import Report
 from ..pipeline.roots import check_roots
 from .api import Synchro
-from .config import Config, PairConfig
+from .config import Config, PairConfig, PairProblem
 from .loop import Job, Sleep, run_jobs
 
 
@@ -54,6 +62,8 @@ class RunSettings:
     verbose: bool = False
     quiet: bool = False
     progress: bool = False
+    # The deletion guard's limit for this run, instead of each pair's (None: the pair's).
+    max_delete: DeleteLimit | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,7 @@ class _PairRunner:
         self.options = pair.options._replace(
             dry_run=settings.dry_run,
             checksum=pair.options.checksum or settings.checksum,
+            max_delete=pair.options.max_delete if settings.max_delete is None else settings.max_delete,
         )
         self.synchro = Synchro(
             pair.logpath,
@@ -198,28 +209,6 @@ def watch(
         return [PairResult(runner.pair.name, report) for runner, report in zip(runners, reports, strict=True)]
 
 
-def watch_limits(interval: str, max_cycles: str) -> tuple[float | None, int | None]:
-    """The ``watch`` task's ``--interval`` and ``--max``; empty means "not given"."""
-    hours = None
-    if interval.strip():
-        try:
-            hours = parse_interval(interval.strip())
-        except ConfigError as error:
-            raise ConfigError(f"--{error}") from None
-        if hours <= 0:
-            raise ConfigError(f"--interval: expected a number of hours > 0, got {interval!r}")
-    if not max_cycles.strip():
-        return hours, None
-    try:
-        number = float(max_cycles)
-    except ValueError:
-        raise ConfigError(f"--max: expected a number of cycles, got {max_cycles!r}") from None
-    if not number >= 0:
-        raise ConfigError(f"--max: expected a number of cycles >= 0, got {max_cycles!r}")
-    # As the command's --max: a fraction is rounded up, 0 means until stopped.
-    return hours, parse_max_cycles(number)
-
-
 def _announce(runner: _PairRunner, interval: float | None, max_cycles: int | None) -> float:
     """Log the pair's schedule; return its interval, raised to the minimum if needed."""
     hours = interval if interval else runner.pair.interval
@@ -246,35 +235,42 @@ def _one_per_log(runners: Sequence[_PairRunner]) -> list[_PairRunner]:
 
 @dataclass(frozen=True)
 class PairCheck:
-    """Whether a pair could run now (``problem`` empty), and a note about it."""
+    """Whether a pair could run now (``problem`` empty), a note, and what looks wrong in it."""
 
     pair: PairConfig
     problem: str = ""
     note: str = ""
+    warnings: tuple[str, ...] = ()
 
 
-def check(config: Config) -> list[PairCheck]:
-    """Check every pair as a run would, touching nothing."""
-    checks = []
-    for pair in config.pairs:
+def check(config: Config) -> list[PairCheck | PairProblem]:
+    """Check every pair as a run would, touching nothing; a section that is no pair stays as it is."""
+    checks: list[PairCheck | PairProblem] = []
+    for entry in config.entries:
+        if isinstance(entry, PairProblem):
+            checks.append(entry)
+            continue
+        warnings = tuple(pattern_warnings(entry.options.exclude))
         try:
             roots = check_roots(
-                pair.source,
-                pair.replica,
-                log_dir(pair.logpath),
-                create_replica=pair.options.create_replica,
-                versions=pair.options.versions,
+                entry.source,
+                entry.replica,
+                log_dir(entry.logpath),
+                create_replica=entry.options.create_replica,
+                versions=entry.options.versions,
             )
         except ConfigError as error:
-            checks.append(PairCheck(pair, problem=str(error)))
+            checks.append(PairCheck(entry, problem=str(error), warnings=warnings))
             continue
         note = "" if roots.replica_exists else "the replica will be created by the first run"
-        checks.append(PairCheck(pair, note=note))
+        checks.append(PairCheck(entry, note=note, warnings=warnings))
     return checks
 
 
-def describe(item: PairCheck) -> str:
+def describe(item: PairCheck | PairProblem) -> str:
     """A few lines about one pair, for ``inv pairs``."""
+    if isinstance(item, PairProblem):
+        return f"[{item.name}] error: {escape(item.error.detail)}"
     pair, options = item.pair, item.pair.options
     settings = [f"max_delete={options.max_delete}"]
     if options.exclude:
@@ -293,19 +289,27 @@ def describe(item: PairCheck) -> str:
             f"    logs     {escape(os.fspath(log_dir(pair.logpath)))}",
             f"    every    {max(pair.interval, MIN_INTERVAL_HOURS):g} h",
             f"    options  {' '.join(settings)}",
+            *(f"    warning  {escape(warning)}" for warning in item.warnings),
         ]
     )
 
 
 def status_rows(config: Config, now: datetime) -> list[PairStatus]:
-    """Each pair's row at ``now``, from the status file of the log folder it uses."""
+    """Each pair's row at ``now``, from the status file of the log folder it uses.
+
+    A section that is no usable pair (``load_config(partial=True)``) is a row
+    that says so, and the other rows are as usual.
+    """
     by_folder: dict[str, dict[str, PairRecord]] = {}
     rows = []
-    for pair in config.pairs:
-        folder = os.fspath(log_dir(pair.logpath))
+    for entry in config.entries:
+        if isinstance(entry, PairProblem):
+            rows.append(unusable_pair_status(entry.name, entry.error.detail, now))
+            continue
+        folder = os.fspath(log_dir(entry.logpath))
         if folder not in by_folder:
             by_folder[folder] = read_status(folder)
-        rows.append(pair_status(pair.name, pair.interval, by_folder[folder].get(pair.name), now))
+        rows.append(pair_status(entry.name, entry.interval, by_folder[folder].get(entry.name), now))
     return rows
 
 

@@ -9,58 +9,87 @@
     inv versions --pair photos --path notes.txt             # the kept versions of a file
     inv restore --pair photos --at 2026-03-01_030000 --to /tmp/photos   # the state before that run
 
-Every task reads ``--config PATH`` (default: ``$SYNCHRO_CONFIG``, else
-``backups.ini`` in the current folder); give it after the task name, since
-Invoke's own ``--config`` before it means Invoke's configuration file. The
-tasks only translate flags: the work is done by :mod:`synchro.faces.runner`.
-Exit codes are the ``synchro`` command's (README, "Exit codes").
+Every task reads ``--ini FILE`` (default: ``$SYNCHRO_CONFIG``, else
+``backups.ini`` in the current folder). The same tasks run as ``inv TASK`` in
+a clone (the ``tasks.py`` at its top imports this collection) and, from any
+folder, as ``synchro-tasks TASK`` (:mod:`synchro.faces.taskprogram`). The
+tasks only translate flags (read by :mod:`synchro.faces.taskargs`): the work
+is done by :mod:`synchro.faces.runner`. Exit codes are the ``synchro``
+command's (README, "Exit codes").
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import ClassVar
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import Task, task
+from invoke.tasks import task
 
 from synchro.errors import ConfigError, ExitCode, SynchroError, Terminated
 from synchro.faces import runner
 from synchro.faces.config import Config, PairConfig, config_path, load_config
 from synchro.faces.progress import wanted
 from synchro.faces.signals import sigterm_as_interrupt
+from synchro.faces.taskargs import TaskCollection, TypedTask, Value
 from synchro.features.status import format_json, format_table
-
-# Short flags are chosen, not left to Invoke: it would give --checksum "-h"
-# (once --config has "-c"), which would hide "inv backup -h" (help).
-SHORT_FLAGS = {
-    "pair": "p",
-    "config": "c",
-    "interval": "i",
-    "max_": "m",
-    "json": "j",
-    "verbose": "v",
-    "quiet": "q",
-}
+from synchro.options import DeleteLimit, parse_interval, parse_max_delete
 
 
-class SynchroTask(Task[Any]):
-    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
-        opts = super().arg_opts(name, default, taken_names)
-        long_name = opts["names"][0]
-        opts["names"] = [long_name, SHORT_FLAGS[name]] if name in SHORT_FLAGS else [long_name]
-        return opts
+def _text(value: str) -> str:
+    return value
 
 
-CONFIG_HELP = "the INI file of pairs (default: $SYNCHRO_CONFIG, else backups.ini in the current folder)"
+def _hours(value: str) -> float:
+    hours = parse_interval(value.strip())
+    if hours <= 0:
+        raise ConfigError(f"expected a number of hours > 0, got {value!r}")
+    return hours
+
+
+def _cycles(value: str) -> int:
+    try:
+        cycles = int(value)
+    except ValueError:
+        raise ConfigError(f"expected a whole number of cycles, got {value!r}") from None
+    if cycles < 0:
+        raise ConfigError(f"expected a number of cycles >= 0 (0: until stopped), got {value!r}")
+    return cycles
+
+
+class SynchroTask(TypedTask):
+    # No short flag for --ini: -c and -f, before or after a task name, are Invoke's own.
+    short_flags: ClassVar[Mapping[str, str]] = {
+        "pair": "p",
+        "interval": "i",
+        "max_": "m",
+        "json": "j",
+        "verbose": "v",
+        "quiet": "q",
+    }
+    values: ClassVar[Mapping[str, Value]] = {
+        "pair": Value("NAME", _text),
+        "ini": Value("FILE", _text),
+        "interval": Value("HOURS", _hours),
+        "max_": Value("INT", _cycles, kind=int),
+        "max_delete": Value("N|P%", parse_max_delete),
+        "path": Value("PATH", _text),
+        "at": Value("YYYY-MM-DD_HHMMSS", _text),
+        "to": Value("FOLDER", _text),
+    }
+
+
+INI_HELP = "the INI file of pairs (default: $SYNCHRO_CONFIG, else backups.ini in the current folder)"
 MIRROR_HELP = {
-    "config": CONFIG_HELP,
+    "ini": INI_HELP,
     "dry-run": "print and log what would be done; change nothing",
     "checksum": "also compare content when size and time match (reads both files)",
+    "max-delete": "refuse a run that deletes more than N files or P% of the replica's files, "
+    "instead of each pair's max_delete (100% lifts the limit)",
     "verbose": "also list untouched entries",
     "quiet": "print nothing but the result of pairs that failed (the log is still written)",
 }
@@ -81,14 +110,25 @@ def _user_errors() -> Iterator[None]:
         raise Exit("synchro: interrupted", code=int(ExitCode.INTERRUPTED)) from None
 
 
-def _load(config: str) -> Config:
-    return load_config(config_path(config))
+def _load(ini: str, *, partial: bool = False) -> Config:
+    return load_config(config_path(ini), partial=partial)
 
 
-def _settings(dry_run: bool, checksum: bool, verbose: bool, quiet: bool) -> runner.RunSettings:
+def _settings(
+    dry_run: bool, checksum: bool, verbose: bool, quiet: bool, max_delete: DeleteLimit | None
+) -> runner.RunSettings:
     if verbose and quiet:
         raise Exit("synchro: error: --verbose and --quiet exclude each other", code=int(ExitCode.USAGE))
-    return runner.RunSettings(dry_run, checksum, verbose, quiet, progress=wanted(sys.stdout, quiet))
+    return runner.RunSettings(
+        dry_run, checksum, verbose, quiet, progress=wanted(sys.stdout, quiet), max_delete=max_delete
+    )
+
+
+def _problems(config: Config) -> int:
+    """Say on stderr which sections are no usable pair; the exit code that follows from them."""
+    for problem in config.problems:
+        print(f"synchro: error: {problem.error}", file=sys.stderr)
+    return int(ExitCode.USAGE) if config.problems else int(ExitCode.OK)
 
 
 def _finish(results: Sequence[runner.PairResult], quiet: bool) -> None:
@@ -107,16 +147,17 @@ def _finish(results: Sequence[runner.PairResult], quiet: bool) -> None:
 def backup(
     c: Context,
     pair: str = "",
-    config: str = "",
+    ini: str = "",
     dry_run: bool = False,
     checksum: bool = False,
+    max_delete: DeleteLimit | None = None,
     verbose: bool = False,
     quiet: bool = False,
 ) -> None:
     """Mirror one pair of the INI file once (inv backup --pair NAME)."""
-    settings = _settings(dry_run, checksum, verbose, quiet)
+    settings = _settings(dry_run, checksum, verbose, quiet, max_delete)
     with _user_errors():
-        pairs = _load(config)
+        pairs = _load(ini)
         if not pair:
             raise Exit(
                 f"synchro: error: give --pair NAME; the pairs are: {', '.join(pairs.names)}",
@@ -129,16 +170,17 @@ def backup(
 @task(klass=SynchroTask, name="backup-all", help=MIRROR_HELP)
 def backup_all(
     c: Context,
-    config: str = "",
+    ini: str = "",
     dry_run: bool = False,
     checksum: bool = False,
+    max_delete: DeleteLimit | None = None,
     verbose: bool = False,
     quiet: bool = False,
 ) -> None:
     """Mirror every pair once, even when one fails; exit with the worst code."""
-    settings = _settings(dry_run, checksum, verbose, quiet)
+    settings = _settings(dry_run, checksum, verbose, quiet, max_delete)
     with _user_errors():
-        results = runner.backup(_load(config).pairs, settings)
+        results = runner.backup(_load(ini).pairs, settings)
     _finish(results, quiet)
 
 
@@ -146,52 +188,61 @@ def backup_all(
     klass=SynchroTask,
     help={
         "pair": "watch only this pair (default: every pair)",
-        "interval": "hours between cycles for every pair (default: each pair's interval; minimum 0.25)",
-        "max": "stop after N cycles of each pair, without waiting after the last (default: until Ctrl+C)",
+        "interval": "hours between cycles for every pair, such as 0.5 "
+        "(default: each pair's interval; minimum 0.25)",
+        "max": "stop after this many cycles of each pair, without waiting after the last "
+        "(default 0: until Ctrl+C)",
         **MIRROR_HELP,
     },
 )
 def watch(
     c: Context,
     pair: str = "",
-    interval: str = "",
-    max_: str = "",
-    config: str = "",
+    interval: float | None = None,
+    max_: int = 0,
+    ini: str = "",
     dry_run: bool = False,
     checksum: bool = False,
+    max_delete: DeleteLimit | None = None,
     verbose: bool = False,
     quiet: bool = False,
 ) -> None:
     """Mirror the pairs again and again, each at its interval, until Ctrl+C or --max."""
-    settings = _settings(dry_run, checksum, verbose, quiet)
+    settings = _settings(dry_run, checksum, verbose, quiet, max_delete)
     with _user_errors():
-        # Strings, parsed by synchro: Invoke would answer "--max abc" with a traceback.
-        hours, cycles = runner.watch_limits(interval, max_)
-        pairs = _load(config).select(pair)
-        results = runner.watch(pairs, settings, interval=hours, max_cycles=cycles)
+        pairs = _load(ini).select(pair)
+        results = runner.watch(pairs, settings, interval=interval, max_cycles=max_ or None)
     _finish(results, quiet)
 
 
-@task(klass=SynchroTask, help={"json": "print JSON for monitoring scripts", "config": CONFIG_HELP})
-def status(c: Context, json: bool = False, config: str = "") -> None:
-    """Show each pair's last run, how long ago, its result, and the last success (STALE if old)."""
+@task(klass=SynchroTask, help={"json": "print JSON for monitoring scripts", "ini": INI_HELP})
+def status(c: Context, json: bool = False, ini: str = "") -> None:
+    """Show each pair's last run, how long ago, its result, and the last success (STALE if old).
+
+    A pair whose section of the INI file is wrong is shown as such, its
+    error on stderr, and the exit code is 2; the other pairs are shown as usual.
+    """
     with _user_errors():
-        rows = runner.status_rows(_load(config), datetime.now().astimezone())
+        config = _load(ini, partial=True)
+        rows = runner.status_rows(config, datetime.now().astimezone())
     print(format_json(rows) if json else format_table(rows))
+    code = _problems(config)
+    if code:
+        raise Exit(code=code)
 
 
-@task(klass=SynchroTask, help={"config": CONFIG_HELP})
-def pairs(c: Context, config: str = "") -> None:
-    """List the pairs of the INI file and check each one, running nothing."""
+@task(klass=SynchroTask, help={"ini": INI_HELP})
+def pairs(c: Context, ini: str = "") -> None:
+    """List the pairs of the INI file and check each one, running nothing; exit 2 if one is wrong."""
     with _user_errors():
-        checks = runner.check(_load(config))
+        checks = runner.check(_load(ini, partial=True))
     print("\n".join(runner.describe(item) for item in checks))
-    if any(item.problem for item in checks):
+    if any(not isinstance(item, runner.PairCheck) or item.problem for item in checks):
         raise Exit(code=int(ExitCode.USAGE))
 
 
-def _one_pair(config: str, pair: str) -> PairConfig:
-    pairs = _load(config)
+def _one_pair(ini: str, pair: str) -> PairConfig:
+    pairs = _load(ini)
     if not pair:
         raise ConfigError(f"give --pair NAME; the pairs are: {', '.join(pairs.names)}")
     return pairs.pair(pair)
@@ -200,14 +251,14 @@ def _one_pair(config: str, pair: str) -> PairConfig:
 PAIR_HELP = "the name of the pair: its [section] in the INI file"
 
 
-@task(klass=SynchroTask, help={"pair": PAIR_HELP, "config": CONFIG_HELP})
-def verify(c: Context, pair: str = "", config: str = "") -> None:
+@task(klass=SynchroTask, help={"pair": PAIR_HELP, "ini": INI_HELP})
+def verify(c: Context, pair: str = "", ini: str = "") -> None:
     """Compare a pair's replica with its source byte for byte; list every difference, change nothing.
 
     Exit 0 when the replica is exact, 1 when it differs.
     """
     with _user_errors():
-        chosen = _one_pair(config, pair)
+        chosen = _one_pair(ini, pair)
         report = runner.verify(chosen, console=sys.stdout, progress=wanted(sys.stdout, False))
     if report.exit_code:
         raise Exit(code=int(report.exit_code))
@@ -222,7 +273,7 @@ def verify(c: Context, pair: str = "", config: str = "") -> None:
         "to": "the folder to restore into (created if missing); paths below the pair are kept",
         "force": "replace entries that exist in --to; needed to restore into the source itself",
         "verbose": "list each restored entry",
-        "config": CONFIG_HELP,
+        "ini": INI_HELP,
     },
 )
 def restore(
@@ -233,11 +284,11 @@ def restore(
     to: str = "",
     force: bool = False,
     verbose: bool = False,
-    config: str = "",
+    ini: str = "",
 ) -> None:
     """Copy a pair (or --path of it) from its replica, or as of an earlier run (--at), into --to FOLDER."""
     with _user_errors():
-        chosen = _one_pair(config, pair)
+        chosen = _one_pair(ini, pair)
         report = runner.restore(chosen, to=to, path=path, at=at, force=force, verbose=verbose)
     if report.exit_code:
         raise Exit(code=int(report.exit_code))
@@ -248,10 +299,15 @@ def restore(
     help={
         "pair": PAIR_HELP,
         "path": "list the versions of this file or folder (relative to the pair); default: every run folder",
-        "config": CONFIG_HELP,
+        "ini": INI_HELP,
     },
 )
-def versions(c: Context, pair: str = "", path: str = "", config: str = "") -> None:
+def versions(c: Context, pair: str = "", path: str = "", ini: str = "") -> None:
     """List the kept versions of a pair (or of --path) with the time and size of each."""
     with _user_errors():
-        print(runner.versions_table(_one_pair(config, pair), path))
+        print(runner.versions_table(_one_pair(ini, pair), path))
+
+
+# The collection: `inv` finds it through the tasks.py at the top of a clone, and
+# `synchro-tasks` runs it from any folder.
+namespace = TaskCollection(backup, backup_all, watch, status, pairs, verify, restore, versions)
