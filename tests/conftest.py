@@ -212,3 +212,30 @@ def run_synchro(*args: object, cwd: Path | None = None) -> subprocess.CompletedP
         timeout=60,
         check=False,
     )
+
+
+# --- bind mounts ---------------------------------------------------------------
+
+
+@pytest.fixture
+def bind_mount() -> Iterator[Callable[[Path, Path], Path]]:
+    """``bind_mount(folder, alias)``: show ``folder`` at ``alias`` too (``mount --bind``),
+    unmounted afterwards (before ``tmp_path`` is ever cleaned: a clean-up through a
+    bind mount would delete the folder it shows)."""
+    mounted: list[Path] = []
+
+    def bind(folder: Path, alias: Path) -> Path:
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("a bind mount needs root and mount(8)")
+        alias.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["mount", "--bind", str(folder), str(alias)], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot bind-mount here: {result.stderr.strip()}")
+        mounted.append(alias)
+        return alias
+
+    yield bind
+    for alias in reversed(mounted):
+        subprocess.run(["umount", "-l", str(alias)], capture_output=True, check=True)

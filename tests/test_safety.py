@@ -176,6 +176,7 @@ def test_a_bad_pair_is_refused_before_anything_is_touched(tmp_path: Path, case: 
 def test_create_replica_creates_a_missing_replica(pair: Pair) -> None:
     build(pair.src, {"f": "data"})
     replica = pair.root / "new" / "backup"
+    replica.parent.mkdir()  # only the last folder is created (tests/test_roots.py)
 
     report = mirror(pair.src, replica, logpath=pair.logs, create_replica=True)
 

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..options import MirrorOptions, make_options, parse_interval
-from ..pipeline.roots import resolve
+from ..pipeline.roots import overlap, place, resolve, where_in
 
 CONFIG_ENV = "SYNCHRO_CONFIG"
 DEFAULT_CONFIG = "backups.ini"
@@ -373,52 +373,47 @@ def check_overlaps(config: Config) -> None:
     pairs of one file: a replica named twice or inside another replica (one
     mirror deletes what the other wrote), and a replica that is, or holds,
     another pair's source (that pair's originals would be overwritten or
-    deleted). Two pairs may share a source.
+    deleted). Two pairs may share a source. Folders are compared by
+    identity (:func:`~synchro.roots.where_in`): a bind mount or a symlink
+    is another name for the same folder.
     """
-    resolved = [(pair, resolve(pair.source), resolve(pair.replica)) for pair in config.pairs]
-    for i, (first, _, first_rep) in enumerate(resolved):
-        for j, (second, second_src, second_rep) in enumerate(resolved):
+    places = [(pair, place(resolve(pair.source)), place(resolve(pair.replica))) for pair in config.pairs]
+    for i, (first, _, first_rep) in enumerate(places):
+        for j, (second, second_src, second_rep) in enumerate(places):
             if i == j:
                 continue
-            if j > i and (first_rep == second_rep):
+            inside = where_in(second_rep, first_rep)
+            if j > i and inside == "":
                 raise ConfigError(
                     f"{config.path}: pairs [{first.name}] and [{second.name}] have the same replica "
                     f"{first.replica}; each pair needs its own"
                 )
-            if _within(second_rep, first_rep):
+            if inside:
                 raise ConfigError(
                     f"{config.path}: the replica of [{second.name}] is inside the replica of "
                     f"[{first.name}] ({first.replica}), whose mirror would delete it"
                 )
-            if first_rep == second_src or _within(second_src, first_rep) or _within(first_rep, second_src):
+            if overlap(first_rep, second_src):
                 raise ConfigError(
                     f"{config.path}: the replica of [{first.name}] ({first.replica}) overlaps the source "
                     f"of [{second.name}] ({second.source}); a mirror would overwrite that pair's originals"
                 )
-    for i, (first, _, _) in enumerate(resolved):
+    for i, (first, _, _) in enumerate(places):
         if first.options.versions is None:
             continue
-        kept = resolve(first.options.versions)
-        for j, (second, second_src, second_rep) in enumerate(resolved):
+        kept = place(resolve(first.options.versions))
+        for j, (second, second_src, second_rep) in enumerate(places):
             if i == j:
                 continue
             for role, folder in (("replica", second_rep), ("source", second_src)):
-                if _overlap(kept, folder):
+                if overlap(kept, folder):
                     raise ConfigError(
                         f"{config.path}: the versions folder of [{first.name}] ({first.options.versions}) "
                         f"overlaps the {role} of [{second.name}]; keep versions outside every pair's folders"
                     )
             other = second.options.versions
-            if j > i and other is not None and _overlap(kept, resolve(other)):
+            if j > i and other is not None and overlap(kept, place(resolve(other))):
                 raise ConfigError(
                     f"{config.path}: pairs [{first.name}] and [{second.name}] share the versions folder "
                     f"{first.options.versions}; give each pair its own (such as VERSIONS/{first.name})"
                 )
-
-
-def _within(child: str, parent: str) -> bool:
-    return child != parent and os.path.commonpath([child, parent]) == parent
-
-
-def _overlap(first: str, second: str) -> bool:
-    return first == second or _within(first, second) or _within(second, first)

@@ -37,7 +37,7 @@ from ..endpoints.local.scan import Kind, Meta, describe, list_folder
 from ..errors import ConfigError, ExitCode
 from ..pipeline.lock import ReplicaLock
 from ..pipeline.log import escape
-from ..pipeline.roots import resolve
+from ..pipeline.roots import place, resolve, where_in
 from .versions import ADDED_SUFFIX, EVERYTHING, addition_lists, clean_path, parse_at, read_added, run_folders
 
 Emit = Callable[[str], None]
@@ -199,19 +199,22 @@ def _nodes(trees: list[_Tree], path: str) -> Iterator[_Node]:
 def _check_target(
     target: str, replica: str, versions: str | None, source: str | None, *, force: bool
 ) -> None:
-    def inside(child: str, parent: str) -> bool:
-        return child != parent and os.path.commonpath([child, parent]) == parent
-
+    # By identity, as the mirror's own checks: a bind mount or a symlink
+    # is another name for the same folder.
+    goal = place(target)
     for role, root in (("replica", replica), ("versions folder", versions)):
         if root is None:
             continue
-        if target == root or inside(target, root) or inside(root, target):
-            relation = "is" if target == root else ("is inside" if inside(target, root) else "contains")
+        there = place(root)
+        inside = where_in(goal, there)
+        if inside is not None or where_in(there, goal) is not None:
+            relation = "is" if inside == "" else ("is inside" if inside else "contains")
             raise ConfigError(
                 f"--to {escape(target)} {relation} the {role} {escape(root)}; restore into another folder"
             )
-    if source is not None and (target == source or inside(target, source)) and not force:
-        relation = "is the source folder" if target == source else f"is inside the source {escape(source)}"
+    inside = where_in(goal, place(source)) if source is not None else None
+    if inside is not None and not force:
+        relation = "is the source folder" if inside == "" else f"is inside the source {escape(source or '')}"
         raise ConfigError(
             f"--to {escape(target)} {relation}: restoring there replaces your files; "
             "add --force if that is what you want"

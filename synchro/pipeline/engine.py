@@ -84,7 +84,12 @@ def run_cycle(
         rules = _rules(roots, options)
         if not roots.replica_exists and not options.dry_run:
             try:
-                os.makedirs(roots.replica, exist_ok=True)
+                # The last folder only (its parent was checked): never the
+                # mount point of a drive that is not there.
+                os.mkdir(roots.replica)
+            except FileExistsError:
+                if not os.path.isdir(roots.replica):  # made meanwhile, as something else
+                    raise ConfigError(f"replica is not a folder: {escape(roots.replica)}") from None
             except OSError as error:
                 raise ConfigError(
                     f"cannot create replica {escape(roots.replica)}: {describe(error)}"

@@ -4,6 +4,12 @@ Every refusal here is a :class:`~synchro.errors.ConfigError` (exit code 2)
 with a one-line message. Paths are resolved once (symlinks followed, ``..``
 removed) and the resolved paths are used for the whole run, so a root that
 is a symlink means "the folder it points to at the start of the run".
+
+Whether one folder is, or lies under, another is decided by identity
+(``st_dev``, ``st_ino``), not by comparing path strings: a bind mount (or
+any other second path to one folder) shows the same folder under another
+name, and a mirror from ``/data/docs`` into ``/alias``, an alias of
+``/data``, would otherwise delete the originals it reads.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from typing import NamedTuple
 
 from ..errors import ConfigError
 from .log import escape
+
+FolderId = tuple[int, int]  # (st_dev, st_ino)
 
 
 class Roots(NamedTuple):
@@ -26,12 +34,79 @@ class Roots(NamedTuple):
     versions: str | None = None
 
 
+class Place(NamedTuple):
+    """A resolved path, and the identities of the folders on its way up to ``/``.
+
+    ``chain`` starts at the folder itself when it exists (``exists``), else
+    at its nearest existing parent, and goes up one parent at a time, deepest
+    first: ``(path, identity)``. The parents of a resolved path are the
+    prefixes of its text (no symlink is left in it), and each is looked up
+    by ``stat``: the walk only goes up, never into a folder.
+    """
+
+    path: str
+    exists: bool
+    chain: tuple[tuple[str, FolderId], ...]
+
+
+def place(path: str) -> Place:
+    """The :class:`Place` of the resolved ``path``."""
+    chain: list[tuple[str, FolderId]] = []
+    current = path
+    while True:
+        try:
+            found = os.stat(current)
+        except OSError:
+            # Missing (or not reachable): only the folder itself or parents
+            # that do not exist yet; a parent that cannot be looked up at all
+            # is skipped, its own parents still count.
+            pass
+        else:
+            chain.append((current, (found.st_dev, found.st_ino)))
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    exists = bool(chain) and chain[0][0] == path
+    return Place(path, exists, tuple(chain))
+
+
+def where_in(inner: Place, outer: Place) -> str | None:
+    """Where ``inner`` lies in ``outer``: its path relative to ``outer`` (``""``
+    when both are one folder), or None when it is not there.
+
+    A folder that does not exist yet lies where its nearest existing parent
+    does (a missing replica under the source would be created there). Two
+    missing folders are compared by their paths only.
+    """
+    if inner.path == outer.path:
+        return ""
+    if os.path.commonpath([inner.path, outer.path]) == outer.path:
+        return os.path.relpath(inner.path, outer.path)
+    if not outer.exists:
+        return None
+    target = outer.chain[0][1]
+    for prefix, identity in inner.chain:
+        if identity == target:
+            # The first match going up: the walk never passes a folder that
+            # is the other one.
+            rel = os.path.relpath(inner.path, prefix)
+            return "" if rel == "." else rel
+    return None
+
+
+def is_within(inner: Place, outer: Place) -> bool:
+    """Whether ``inner`` lies strictly under ``outer``."""
+    return bool(where_in(inner, outer))
+
+
+def overlap(first: Place, second: Place) -> bool:
+    """Whether the two are one folder, or one lies under the other."""
+    return where_in(first, second) is not None or where_in(second, first) is not None
+
+
 def _show(path: str | os.PathLike[str]) -> str:
     return escape(os.fspath(path))
-
-
-def _inside(child: str, parent: str) -> bool:
-    return child != parent and os.path.commonpath([child, parent]) == parent
 
 
 def resolve(path: str | os.PathLike[str]) -> str:
@@ -49,46 +124,60 @@ def check_roots(
     """Resolve and check a pair; raise ConfigError on anything unsafe."""
     if not os.fspath(source) or not os.fspath(replica):
         raise ConfigError("source and replica must both be given")
-    src = resolve(source)
-    rep = resolve(replica)
-    if not os.path.exists(src):
+    src_path = resolve(source)
+    rep_path = resolve(replica)
+    if not os.path.exists(src_path):
         raise ConfigError(f"source folder does not exist: {_show(source)}")
-    if not os.path.isdir(src):
+    if not os.path.isdir(src_path):
         raise ConfigError(f"source is not a folder: {_show(source)}")
-    replica_exists = os.path.lexists(rep)
-    if replica_exists and not os.path.isdir(rep):
+    replica_exists = os.path.lexists(rep_path)
+    if replica_exists and not os.path.isdir(rep_path):
         raise ConfigError(f"replica is not a folder: {_show(replica)}")
-    if src == rep or (replica_exists and os.path.samefile(src, rep)):
-        raise ConfigError(f"source and replica are the same folder: {_show(src)}")
-    if _inside(rep, src):
+    src, rep = place(src_path), place(rep_path)
+    rep_in_src = where_in(rep, src)
+    if rep_in_src == "":
+        raise ConfigError(f"source and replica are the same folder: {_show(src_path)}")
+    if rep_in_src is not None:
         raise ConfigError(f"replica {_show(replica)} is inside the source {_show(source)}")
-    if _inside(src, rep):
+    if is_within(src, rep):
         raise ConfigError(f"source {_show(source)} is inside the replica {_show(replica)}")
     logs_in_source = None
     if logs is not None:
-        log_folder = resolve(logs)
-        if rep == log_folder or _inside(rep, log_folder):
-            raise ConfigError(f"replica {_show(replica)} is inside the log folder {_show(log_folder)}")
-        if _inside(log_folder, rep):
+        log_folder = place(resolve(logs))
+        shown = _show(log_folder.path)
+        if where_in(rep, log_folder) is not None:
+            raise ConfigError(f"replica {_show(replica)} is inside the log folder {shown}")
+        if is_within(log_folder, rep):
             raise ConfigError(
-                f"the log folder {_show(log_folder)} is inside the replica {_show(replica)}: "
-                "the mirror would delete it"
+                f"the log folder {shown} is inside the replica {_show(replica)}: the mirror would delete it"
             )
-        if log_folder == src:
-            raise ConfigError(f"the log folder is the source folder: {_show(src)}")
-        if _inside(log_folder, src):
-            logs_in_source = os.path.relpath(log_folder, src)  # '/'-separated: POSIX only
+        logs_in_source = where_in(log_folder, src)
+        if logs_in_source == "":
+            raise ConfigError(f"the log folder is the source folder: {_show(src_path)}")
+        # A relative path below the source as the walk sees it ('/'-separated:
+        # POSIX only), also when the log folder is named through another path.
     kept = check_versions(versions, src, rep) if versions is not None else None
-    if not replica_exists and not create_replica:
-        raise ConfigError(
-            f"replica folder does not exist: {_show(replica)} "
-            "(is the backup drive mounted? create_replica / --create-replica creates it)"
-        )
-    return Roots(src, rep, replica_exists, logs_in_source, kept)
+    if not replica_exists:
+        hint = "is the backup drive mounted?"
+        if not create_replica:
+            raise ConfigError(
+                f"replica folder does not exist: {_show(replica)} "
+                f"({hint} create_replica / --create-replica creates it)"
+            )
+        if not os.path.isdir(os.path.dirname(rep_path)):
+            # Only the last folder is created, as rsync does without
+            # --mkpath: the mount point of an unplugged drive, removed by
+            # the system, must not be made again and filled on the root disk.
+            raise ConfigError(
+                f"replica folder does not exist, nor its parent folder: {_show(replica)} "
+                f"({hint} create_replica / --create-replica creates only the last folder)"
+            )
+    return Roots(src_path, rep_path, replica_exists, logs_in_source, kept)
 
 
-def check_versions(versions: str | os.PathLike[str], source: str, replica: str) -> str:
-    """Resolve the versions folder of a pair (resolved ``source`` and ``replica``); refuse overlaps.
+def check_versions(versions: str | os.PathLike[str], source: Place, replica: Place) -> str:
+    """Resolve the versions folder of a pair (the :class:`Place` of its ``source``
+    and ``replica``); refuse overlaps.
 
     Inside the replica, the mirror would delete the kept versions (or copy
     them into themselves); inside the source, they would be backed up as
@@ -96,25 +185,26 @@ def check_versions(versions: str | os.PathLike[str], source: str, replica: str) 
     """
     if not os.fspath(versions):
         raise ConfigError("versions: the folder path is empty")
-    kept = resolve(versions)
+    kept = place(resolve(versions))
     shown = _show(versions)
     for role, root in (("replica", replica), ("source", source)):
-        if kept == root:
+        inside = where_in(kept, root)
+        if inside == "":
             raise ConfigError(f"versions folder {shown} is the {role} folder; give a folder outside both")
-        if _inside(kept, root):
+        if inside is not None:
             raise ConfigError(
-                f"versions folder {shown} is inside the {role} {_show(root)}; give a folder outside both"
+                f"versions folder {shown} is inside the {role} {_show(root.path)}; give a folder outside both"
             )
-        if _inside(root, kept):
+        if is_within(root, kept):
             raise ConfigError(
-                f"versions folder {shown} contains the {role} {_show(root)}; give a folder outside both"
+                f"versions folder {shown} contains the {role} {_show(root.path)}; give a folder outside both"
             )
-    if os.path.lexists(kept) and not os.path.isdir(kept):
+    if os.path.lexists(kept.path) and not os.path.isdir(kept.path):
         raise ConfigError(f"versions folder {shown} is not a folder")
-    if not os.path.lexists(kept) and not os.path.isdir(os.path.dirname(kept)):
+    if not os.path.lexists(kept.path) and not os.path.isdir(os.path.dirname(kept.path)):
         # The first run creates the versions folder, but not its parents:
         # a drive that is not mounted must not be filled on the root disk.
         raise ConfigError(
             f"versions folder {shown} does not exist, nor its parent folder (is the drive mounted?)"
         )
-    return kept
+    return kept.path
