@@ -8,12 +8,14 @@ import multiprocessing
 import os
 import re
 import signal
-from datetime import datetime, timedelta
+import stat
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
 
 import pytest
-from conftest import Pair
+from conftest import Pair, run_synchro
+from test_tasks import Inv, files_of, ini, tree
 from treeutil import (
     BASE_NS,
     Link,
@@ -364,3 +366,91 @@ def test_ctrl_c_just_after_a_line_is_shown_still_logs_it(pair: Pair) -> None:
 def test_the_log_folder_is_spelled_as_pathlib_spells_it(logpath: str) -> None:
     """Messages and ``inv`` listings show the folder as they did when it was a Path."""
     assert synchro.pipeline.log.log_dir(logpath) == str(Path(logpath).expanduser() / "LOGS")
+
+
+# --- something other than a file at today's log name --------------------------------------------
+
+
+def _plant(logs: Path, kind: str, days: list[str]) -> Path:
+    """Put a ``kind`` at the log file names of ``days`` in ``logs/LOGS``; return the link target."""
+    folder = logs / "LOGS"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = logs / "precious"
+    target.write_text("data")
+    for day in days:
+        path = folder / f"LOG-{day}.txt"
+        if kind == "fifo":
+            os.mkfifo(path)  # nobody reads it: a blocking open for writing would wait forever
+        elif kind == "folder":
+            path.mkdir()
+        else:
+            path.symlink_to(target)
+    return target
+
+
+HOSTILE = {"fifo": "a FIFO", "folder": "a folder", "symlink": "a symbolic link"}
+
+
+def _warning(logs: Path, day: str, kind: str) -> str:
+    return (
+        f"synchro: warning: cannot write the log in {logs}/LOGS: LOG-{day}.txt is {HOSTILE[kind]}, "
+        "not a regular file; the run goes on without it\n"
+    )
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_a_fifo_folder_or_symlink_at_todays_log_name_is_one_warning_command(
+    pair: Pair, kind: str, no_hang: None
+) -> None:
+    """The command finishes with its normal exit code, warns once, follows no link."""
+    build(pair.src, {f"f{index}": "x" for index in range(600)})  # more than one batch of lines
+    # Today's and tomorrow's names: the run may start after midnight.
+    days = [f"{datetime.now() + timedelta(days=offset):%Y-%m-%d}" for offset in (0, 1)]
+    target = _plant(pair.logs, kind, days)
+
+    result = run_synchro(pair.src, pair.rep, "1", pair.logs, "--once", "-q")
+
+    assert (result.returncode, result.stdout) == (0, "")
+    assert result.stderr in {_warning(pair.logs, day, kind) for day in days}
+    assert len(os.listdir(pair.rep)) == 600
+    assert target.read_text() == "data"
+    planted = [os.lstat(pair.logs / "LOGS" / f"LOG-{day}.txt").st_mode for day in days]
+    kinds = {"fifo": stat.S_ISFIFO, "folder": stat.S_ISDIR, "symlink": stat.S_ISLNK}
+    assert all(kinds[kind](mode) for mode in planted)  # left as they were
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_a_fifo_folder_or_symlink_at_todays_log_name_is_one_warning_api(
+    pair: Pair, kind: str, capsys: pytest.CaptureFixture[str], no_hang: None
+) -> None:
+    write(pair.src / "f", "data")
+    target = _plant(pair.logs, kind, ["2026-03-01"])
+    clock = Clock(datetime(2026, 3, 1, 12, 0))
+
+    report = synchro.mirror(pair.src, pair.rep, logpath=pair.logs, clock=clock)
+    with Synchro(pair.logs, quiet=True, clock=clock) as api:  # the ongoing face: every cycle
+        api.configure(pair.src, pair.rep)
+        second = api.run()
+
+    assert (report.exit_code, report.added) == (0, ["f"])
+    assert second.exit_code == 0
+    assert capsys.readouterr().err == 2 * _warning(pair.logs, "2026-03-01", kind)  # one per log object
+    assert target.read_text() == "data"
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_a_fifo_folder_or_symlink_at_todays_log_name_is_one_warning_tasks(
+    tmp_path: Path, kind: str, no_hang: None
+) -> None:
+    tree(tmp_path / "docs", {"a.txt": "alpha"})
+    ini(tmp_path / "backups.ini", "[docs]\nsource = docs\nreplica = mirror\ncreate_replica = yes\n")
+    target = _plant(tmp_path, kind, ["2026-03-01"])
+
+    result = Inv(tmp_path)(
+        "backup", "--pair", "docs", "-q", now=datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    )
+
+    assert result.returncode == 0
+    assert result.stderr == _warning(tmp_path, "2026-03-01", kind)
+    assert files_of(tmp_path / "mirror") == {"a.txt": "alpha"}
+    assert target.read_text() == "data"

@@ -20,7 +20,9 @@ run goes on (lines wait in memory, up to :data:`MAX_PENDING`, for the file).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -93,6 +95,51 @@ def log_dir(logpath: str | os.PathLike[str]) -> str:
     path = os.path.expanduser(os.fspath(logpath))
     parts = [part for part in path.split("/") if part not in ("", ".")]
     return ("/" if path.startswith("/") else "") + "/".join([*parts, LOGS_DIR])
+
+
+# Opened as the lock files are: O_NONBLOCK, so that a FIFO planted at the
+# name cannot block the run (and every other run waiting for LOGS/.lock);
+# O_NOFOLLOW, so that a symlink there is never a way to append to its target.
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+# What open(2) says for a name that is not a regular file, with these flags:
+# a symlink, a FIFO nobody reads, a folder.
+_NOT_A_FILE = frozenset({errno.ELOOP, errno.EMLINK, errno.ENXIO, errno.EISDIR})
+_KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a folder"}
+
+
+def open_log_file(path: str) -> int:
+    """A descriptor to append to the regular file at ``path``, created if missing.
+
+    Anything else there (a symlink, a FIFO, a folder, a device, a socket) is
+    an :class:`OSError` saying what it is: the "cannot write the log" case,
+    never a wait and never a write elsewhere.
+    """
+    try:
+        fd = os.open(path, _LOG_FLAGS, 0o644)
+    except OSError as error:
+        if error.errno not in _NOT_A_FILE:
+            raise
+        raise _not_a_file(error.errno, path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):  # a FIFO that has a reader, a device
+            raise _not_a_file(errno.EINVAL, path, mode)
+        os.set_blocking(fd, True)  # a regular file: writes wait for the disk as usual
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _not_a_file(code: int, path: str, mode: int | None = None) -> OSError:
+    if mode is None:
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            mode = 0
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    what = f"{kind}, not a regular file" if kind != "not a regular file" else kind
+    return OSError(code, f"{escape(os.path.basename(path))} is {what}", path)
 
 
 class DailyLog:
@@ -252,11 +299,7 @@ class DailyLog:
         with self._lock:
             for date, lines in by_date.items():
                 data = ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
-                fd = os.open(
-                    os.path.join(folder, f"LOG-{date}.txt"),
-                    os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                    0o644,
-                )
+                fd = open_log_file(os.path.join(folder, f"LOG-{date}.txt"))
                 try:
                     end = os.fstat(fd).st_size
                     try:
