@@ -19,11 +19,10 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from conftest import NOBODY, open_to_others, run_as_nobody, start_python
+from conftest import open_to_others, run_as_nobody, start_python
 
-from synchro import ConfigError, ReplicaLocked
 from synchro.features import status
-from synchro.pipeline.lock import LOCK_FOLDER, POLL_SECONDS, Flock, LockTimeout, ReplicaLock, lock_path
+from synchro.pipeline.lock import POLL_SECONDS, Flock, LockTimeout
 
 # A child that takes the lock, says so, and holds it until its standard input closes.
 HOLD = """
@@ -67,17 +66,6 @@ def start_holder(path: Path) -> subprocess.Popen[str]:
     assert child.stdout is not None
     assert child.stdout.readline() == "held\n", child.communicate()
     return child
-
-
-@pytest.fixture
-def shared_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """$TMPDIR in ``tmp_path``, shared like /tmp (uid 65534 too): where ReplicaLock puts its folder."""
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    temp.chmod(0o1777)
-    open_to_others(temp)
-    monkeypatch.setenv("TMPDIR", str(temp))
-    return temp
 
 
 # --- exclusion -----------------------------------------------------------------------------------
@@ -332,42 +320,6 @@ def test_what_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str, no_han
     assert open_fds() == before
 
 
-# --- ReplicaLock ---------------------------------------------------------------------------------
-
-
-def test_the_replica_lock_lives_in_a_shared_sticky_folder(
-    shared_temp: Path, tmp_path: Path, no_hang: None
-) -> None:
-    replica = str(tmp_path / "rep")
-    path = lock_path(replica)
-    assert os.path.dirname(path) == str(shared_temp / LOCK_FOLDER)
-
-    with ReplicaLock(replica), pytest.raises(ReplicaLocked, match="is locked by another synchro run"):
-        ReplicaLock(replica).__enter__()
-
-    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o1777
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666
-    with ReplicaLock(replica):  # released, and the file stayed for the next run
-        pass
-
-
-def test_a_symlink_planted_as_the_replica_lock_is_a_clean_refusal(
-    shared_temp: Path, tmp_path: Path, no_hang: None
-) -> None:
-    target = tmp_path / "precious"
-    target.write_text("data")
-    replica = str(tmp_path / "rep")
-    path = lock_path(replica)
-    os.mkdir(os.path.dirname(path))
-    os.symlink(target, path)
-
-    with pytest.raises(ConfigError) as caught:
-        ReplicaLock(replica).__enter__()
-
-    assert str(caught.value) == (f"cannot lock replica {replica}: {os.strerror(errno.ELOOP)} ({path})")
-    assert target.read_text() == "data"
-
-
 # --- other users ---------------------------------------------------------------------------------
 
 
@@ -410,33 +362,6 @@ def test_another_user_is_refused_cleanly_a_lock_file_they_cannot_read(tmp_path: 
     assert run_as_nobody(lambda: lock_as_nobody(path)).payload == "error: Permission denied"
 
 
-def test_root_shares_a_replica_lock_that_another_user_made(shared_temp: Path, tmp_path: Path) -> None:
-    """Another user's run made the lock folder and the lock file: root's run uses them,
-    and while either holds the lock the other is refused with ReplicaLocked."""
-    replica = str(tmp_path / "rep")
-
-    def hold_then_report() -> tuple[int, Any]:
-        with ReplicaLock(replica):
-            pass
-        return 0, "ok"
-
-    assert run_as_nobody(hold_then_report).payload == "ok"
-    path = lock_path(replica)
-    assert os.stat(path).st_uid == NOBODY
-    assert os.stat(os.path.dirname(path)).st_uid == NOBODY
-
-    def try_lock() -> tuple[int, Any]:
-        try:
-            with ReplicaLock(replica):
-                return 0, "locked"
-        except ReplicaLocked:
-            return 0, "refused"
-
-    with ReplicaLock(replica):
-        assert run_as_nobody(try_lock).payload == "refused"
-    assert run_as_nobody(try_lock).payload == "locked"
-
-
 # --- the status file's lock ----------------------------------------------------------------------
 
 
@@ -453,23 +378,3 @@ def test_a_status_lock_held_too_long_is_a_status_error(
 
     status.record_run(tmp_path, "docs", run)  # released: the update goes through
     assert status.read_status(tmp_path)["docs"].last == run
-
-
-@pytest.mark.parametrize("builtin", [True, False], ids=["cpython-sha256", "hashlib"])
-def test_the_lock_of_a_replica_is_named_by_the_sha256_of_its_path(
-    monkeypatch: pytest.MonkeyPatch, builtin: bool
-) -> None:
-    """The same name with CPython's own SHA-256 module or with hashlib's: every run agrees."""
-    import hashlib
-
-    import synchro.pipeline.lock
-
-    if not builtin:
-
-        def no_module(name: str) -> object:
-            raise ImportError(name)
-
-        monkeypatch.setattr(synchro.pipeline.lock, "import_module", no_module)
-    replica = "/srv/backup/ph\u00f6tos"
-    expected = hashlib.sha256(replica.encode()).hexdigest()[:32]
-    assert os.path.basename(lock_path(replica)) == f"{expected}.lock"

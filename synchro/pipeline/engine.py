@@ -14,7 +14,7 @@ import io
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import NamedTuple
 
@@ -101,7 +101,9 @@ def run_cycle(
         return finish(ExitCode.USAGE, str(error))
 
     try:
-        with ReplicaLock(roots.replica), _collector_paused():
+        # A dry run into a replica still to be created writes nothing: no lock.
+        lock = ReplicaLock(roots.replica) if roots.replica_exists else nullcontext()
+        with lock, _collector_paused():
             code, message = _mirror(
                 _Cycle(roots, rules, options, log, report, verbose, hooks or Hooks(), progress, clock)
             )

@@ -11,10 +11,10 @@ opened with ``O_NOFOLLOW`` and used through ``dir_fd``), so a plain
 ``flock`` is all it ever used of it. The kernel releases a ``flock`` when
 its holder dies, even by ``kill -9``.
 
-The run lock is a file named after the replica's resolved path in a shared
-folder of the system's temporary directory: nothing is created inside the
-replica (which must stay an exact mirror) nor beside it (its parent may be a
-read-only mount point).
+The replica's run lock (:class:`ReplicaLock`) is an ``flock`` on the
+replica folder's own descriptor: nothing is created inside the replica
+(which must stay an exact mirror), beside it (its parent may be a read-only
+mount point) or anywhere else.
 """
 
 from __future__ import annotations
@@ -23,16 +23,13 @@ import errno
 import fcntl
 import os
 import stat
-import sys
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from importlib import import_module
 
 from ..endpoints.local.scan import describe
 from ..errors import ConfigError, ReplicaLocked
 
-LOCK_FOLDER = "synchro-locks"
 POLL_SECONDS = 0.05  # between two tries while a timeout > 0 runs
 
 # An existing lock file is opened read-only (``flock`` needs no more) and
@@ -181,67 +178,52 @@ def _still_named(fd: int, path: str) -> bool:
     return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
-def lock_path(replica: str) -> str:
-    digest = _sha256_hex(os.fsencode(replica))[:32]
-    return os.path.join(temp_root(), LOCK_FOLDER, f"{digest}.lock")
-
-
-def _sha256_hex(data: bytes) -> str:
-    """SHA-256 from CPython's own module when it has one: the same digest as
-    :mod:`hashlib`'s, without loading OpenSSL (about 5 ms of every run here)."""
-    with suppress(ImportError):  # a build without it: hashlib below
-        builtin = import_module("_sha2" if sys.version_info >= (3, 12) else "_sha256")
-        return str(builtin.sha256(data).hexdigest())
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
-
-
-def temp_root() -> str:
-    """$TMPDIR when it is a folder, else /tmp: what every run on the machine agrees on.
-
-    (``tempfile.gettempdir`` would do, but it costs a noticeable share of a
-    small run's start-up.)
-    """
-    candidate = os.environ.get("TMPDIR")
-    if candidate and os.path.isdir(candidate):
-        return candidate
-    return "/tmp"
-
-
 class ReplicaLock:
-    """Context manager: raises :class:`ReplicaLocked` if another run holds it,
-    :class:`ConfigError` if the lock cannot be taken at all."""
+    """One run at a time per replica: an exclusive ``flock`` on the replica folder itself.
+
+    The lock is the folder's identity, not a name: every run finds it the
+    same way whatever its environment (``$TMPDIR``, a private ``/tmp``, a
+    container sharing the drive), a second path to the folder (a symlink, a
+    bind mount) is the same lock, and no file is left anywhere. Linux and
+    macOS lock a folder's descriptor as they lock a file's; on Linux network
+    file systems (NFS, SMB) a folder has no locking of its own, so its lock
+    is the kernel's, local to the machine, as a lock file in ``/tmp`` was. The kernel drops it when the last descriptor
+    closes: at the end of the run, or at its death, even by ``kill -9``; the
+    forked helper shares it while it lives.
+
+    A context manager: raises :class:`ReplicaLocked` if another run holds
+    it, :class:`ConfigError` if it cannot be taken at all (the folder cannot
+    be opened).
+    """
 
     def __init__(self, replica: str) -> None:
         self.replica = replica
-        self.path = lock_path(replica)
-        self._lock = Flock(self.path, timeout=0)
+        self._fd: int | None = None
 
     def __enter__(self) -> ReplicaLock:
-        folder = os.path.dirname(self.path)
         try:
-            try:
-                os.mkdir(folder)
-            except FileExistsError:
-                pass
-            else:
-                # Shared by every user's runs, like /tmp itself (chmod only
-                # what this run made: another user's folder is not ours).
-                os.chmod(folder, 0o1777)
-            self._lock.acquire()
-        except LockTimeout:  # before OSError: a TimeoutError is one
-            raise ReplicaLocked(self.replica) from None
+            fd = os.open(self.replica, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as error:
-            # A lock file this user cannot open (another user's, without
-            # read access), a symlink or anything else planted at its name:
-            # a clear refusal, not a traceback.
-            from .log import escape  # not at the top: log.py imports this module
-
-            raise ConfigError(
-                f"cannot lock replica {escape(self.replica)}: {describe(error)} ({escape(self.path)})"
-            ) from None
+            raise self._cannot(error) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ReplicaLocked(self.replica) from None
+        except BaseException as error:
+            os.close(fd)
+            if isinstance(error, OSError):
+                raise self._cannot(error) from None
+            raise
+        self._fd = fd
         return self
 
+    def _cannot(self, error: OSError) -> ConfigError:
+        from .log import escape  # not at the top: log.py imports this module
+
+        return ConfigError(f"cannot lock replica {escape(self.replica)}: {describe(error)}")
+
     def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
