@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
 import multiprocessing
@@ -33,7 +34,7 @@ from treeutil import (
 import synchro
 import synchro.pipeline.log
 from synchro import Hooks, Synchro
-from synchro.pipeline.lock import Flock
+from synchro.pipeline.lock import FileLock
 from synchro.pipeline.plan import Action, Op
 
 WORDS = "START|ADDED|OVERWRITTEN|DELETED|FAILED|SKIPPED|VANISHED|UNTOUCHED|SUMMARY|ERROR|REFUSED|LOCKED|CREATED|WARNING|ONGOING|INTERRUPTED"
@@ -298,22 +299,27 @@ def test_ctrl_c_while_the_log_is_being_written_loses_no_line(
     """Ctrl+C can come while the batch waits for the log's lock (another process holds it)."""
     write(pair.src / "f", "f")
     (pair.logs / "LOGS").mkdir()
-    holder = Flock(pair.logs / "LOGS" / ".lock")  # another writer (a second open file counts as one)
-    holder.acquire()
+    # Another writer: a second open file of the lock counts as one for flock.
+    holder = [os.open(pair.logs / "LOGS" / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)]
+    fcntl.flock(holder[0], fcntl.LOCK_EX)
     interruptions: list[bool] = []
 
+    def release() -> None:
+        while holder:
+            os.close(holder.pop())
+
     def ctrl_c(signum: int, frame: FrameType | None) -> None:
-        interruptions.append(holder.is_locked)  # the run was still waiting for the lock
-        holder.release()
+        interruptions.append(bool(holder))  # the run was still waiting for the lock
+        release()
         raise KeyboardInterrupt
 
-    class InterruptedOnce(Flock):
+    class InterruptedOnce(FileLock):
         def acquire(self) -> None:
             if not interruptions:  # Ctrl+C once this run blocks in the wait
                 signal.setitimer(signal.ITIMER_REAL, 0.1)
             super().acquire()
 
-    monkeypatch.setattr(synchro.pipeline.log, "Flock", InterruptedOnce)
+    monkeypatch.setattr(synchro.pipeline.log, "FileLock", InterruptedOnce)
     previous = signal.signal(signal.SIGALRM, ctrl_c)
     try:
         api = Synchro(pair.logs, quiet=True)
@@ -323,7 +329,7 @@ def test_ctrl_c_while_the_log_is_being_written_loses_no_line(
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        holder.release()
+        release()
     api.close_api()  # what a script's `finally` or `with` does next
 
     assert interruptions == [True]

@@ -710,6 +710,7 @@ def test_ctrl_c_stops_watch_with_130(inv: Inv, tmp_path: Path, two_pairs: Path) 
 def four_pairs(tmp_path: Path) -> Path:
     tree(tmp_path / "docs", DOCS)
     tree(tmp_path / "notes", {"n.txt": "note"})
+    (tmp_path / "mirror").mkdir()  # the replicas' parent: create_replica makes the last folder only
     return ini(
         tmp_path / "backups.ini",
         """

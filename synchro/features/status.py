@@ -4,7 +4,7 @@ Every run (command, API, tasks) records one :class:`RunRecord` under its
 pair's name (the replica's path when it has none), and the end time of the
 last successful run. The file is small and shared by every run that logs
 into the same ``LOGS`` folder, so each update is a read-modify-write under a
-:class:`~synchro.pipeline.lock.Flock` (``LOGS/.status.lock``, beside what it guards) and
+:class:`~synchro.pipeline.lock.FileLock` (``LOGS/.status.lock``, beside what it guards) and
 the new content is written to a temporary file that replaces the old one
 with ``os.replace``: a reader, a crash or ``kill -9`` never sees half a file.
 
@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from ..errors import ExitCode, SynchroError
 from ..options import MIN_INTERVAL_HOURS
-from ..pipeline.lock import Flock, LockTimeout
+from ..pipeline.lock import FileLock
 from ..pipeline.report import Report
 
 STATUS_FILE = "status.json"
@@ -195,7 +195,7 @@ def record_run(folder: str | os.PathLike[str], key: str, run: RunRecord) -> Pair
     path = status_path(folder)
     try:
         os.makedirs(folder, exist_ok=True)
-        with Flock(os.path.join(folder, STATUS_LOCK), timeout=LOCK_TIMEOUT):
+        with FileLock(os.path.join(folder, STATUS_LOCK), timeout=LOCK_TIMEOUT):
             try:
                 records = read_status(folder)
             except StatusError:
@@ -204,7 +204,7 @@ def record_run(folder: str | os.PathLike[str], key: str, run: RunRecord) -> Pair
             success = run.end if run.succeeded else (previous.last_success if previous else None)
             records[key] = PairRecord(run, success)
             _write_atomically(path, _encode(records))
-    except LockTimeout:  # before OSError: a TimeoutError is one
+    except TimeoutError:  # filelock.Timeout; before OSError: a TimeoutError is one
         raise StatusError(path, f"its lock was held for more than {LOCK_TIMEOUT:g} s") from None
     except OSError as error:
         raise StatusError(path, error.strerror or str(error)) from None

@@ -1,15 +1,15 @@
-"""File locks: one run at a time per replica, one writer at a time of a log.
+"""Locks: one run at a time per replica, one writer at a time of a log or status file.
 
-:class:`Flock` is our own exclusive ``flock(2)`` on a lock file, used for the
-replica's run lock (:class:`ReplicaLock`), the daily log (``LOGS/.lock``) and
-the status file (``LOGS/.status.lock``). It replaced the ``filelock``
-package, whose import cost every start 35 to 65 ms (some 45 modules: its
-Windows code, ``logging``, ``decimal``, ``secrets``, ``platform``,
-``threading``...), up to a quarter of what rsync needs for a whole no-op
-backup of 20,000 files. synchro already requires POSIX (every folder is
-opened with ``O_NOFOLLOW`` and used through ``dir_fd``), so a plain
-``flock`` is all it ever used of it. The kernel releases a ``flock`` when
-its holder dies, even by ``kill -9``.
+The daily log (``LOGS/.lock``) and the status file (``LOGS/.status.lock``)
+are written under :class:`FileLock`: the ``filelock`` package's ``flock``
+on a file beside what it guards (released by the kernel when its holder
+dies, even by ``kill -9``). filelock opens the file with ``O_NOFOLLOW``
+(since 3.20.1), without truncating it (since 4.2.1) and read-write, which
+never waits for the other end of a FIFO (4.3 adds ``O_NONBLOCK``). It
+would still lock a FIFO planted there, and a symlink would be an error
+about "too many levels of symbolic links": :class:`FileLock` looks at what
+is there first (``lstat``), so that anything but a regular file is a clear
+:class:`OSError` naming what it is.
 
 The replica's run lock (:class:`ReplicaLock`) is an ``flock`` on the
 replica folder's own descriptor: nothing is created inside the replica
@@ -23,159 +23,71 @@ import errno
 import fcntl
 import os
 import stat
-import time
-from collections.abc import Callable
-from contextlib import suppress
+from typing import TYPE_CHECKING
 
 from ..endpoints.local.scan import describe
 from ..errors import ConfigError, ReplicaLocked
 
-POLL_SECONDS = 0.05  # between two tries while a timeout > 0 runs
+if TYPE_CHECKING:
+    import filelock
 
-# An existing lock file is opened read-only (``flock`` needs no more) and
-# without O_CREAT: the kernel's fs.protected_regular refuses O_CREAT on
-# another user's file in a sticky world-writable folder such as the shared
-# lock folder, even when the file itself could be opened. O_NOFOLLOW: a
-# symlink planted at the lock's name is an error, never a lock on its
-# target; O_NONBLOCK: a FIFO planted there cannot block the open (it is then
-# refused as not a regular file). Never O_TRUNC: the file's content is nobody's.
-_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-_CREATE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL
-_LOCK_FILE_MODE = 0o666  # every user's runs share the lock (whatever the umask)
+_KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a folder"}
 
 
-class LockTimeout(TimeoutError):
-    """The lock at :attr:`lock_file` is held by someone else and the timeout ran out.
+def not_a_regular_file(path: str, code: int = errno.EINVAL, mode: int | None = None) -> OSError:
+    """The error for ``path`` naming something else than a regular file: says what it is."""
+    if mode is None:
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            mode = 0
+    kind = _KINDS.get(stat.S_IFMT(mode))
+    what = f"{kind}, not a regular file" if kind else "not a regular file"
+    return OSError(code, f"{os.path.basename(path)} is {what}", path)
 
-    A :class:`TimeoutError`, hence an :class:`OSError`: catch it first.
+
+class FileLock:
+    """An exclusive lock on the file at ``path`` (created if missing), from ``filelock``.
+
+    ``timeout`` is as filelock's: ``-1`` waits as long as needed (Ctrl+C
+    still interrupts the wait), past a timeout ``filelock.Timeout`` (a
+    :class:`TimeoutError`) is raised. :meth:`acquire` raises
+    :class:`OSError` if anything but a regular file is at ``path``.
+    filelock is imported on first use: a run that writes no log never pays
+    for it.
     """
 
-    def __init__(self, lock_file: str) -> None:
-        super().__init__(f"the lock {lock_file} is held by another process")
-        self.lock_file = lock_file
+    def __init__(self, path: str, timeout: float = -1) -> None:
+        import filelock
 
-
-class Flock:
-    """An exclusive ``flock`` on the file at ``path``, created if missing.
-
-    ``timeout`` is how long :meth:`acquire` waits for another holder, in
-    seconds: ``None`` waits as long as needed (a signal such as Ctrl+C still
-    interrupts the wait), ``0`` tries once; past it :class:`LockTimeout` is
-    raised. ``sleep`` and ``monotonic`` can be injected (tests).
-
-    The lock is not re-entrant: acquiring it again while held raises
-    :class:`RuntimeError` (each user of this module takes it once, in a
-    ``with`` block that calls nothing that takes it again). Nor is one
-    object meant for several threads: each thread needs its own object (two
-    objects of one process exclude each other like two processes do).
-
-    Releasing closes the file, which drops the ``flock``; the file stays,
-    since deleting it would race with a waiter that opened it already (the
-    waiter would lock a file no longer named there, beside a newcomer that
-    locks a new one).
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        timeout: float | None = None,
-        *,
-        sleep: Callable[[float], object] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.path = os.fspath(path)
-        self.timeout = timeout
-        self._sleep = sleep
-        self._monotonic = monotonic
-        self._fd: int | None = None
+        self.path = path
+        self._lock: filelock.BaseFileLock = filelock.FileLock(path, timeout=timeout)
 
     @property
     def is_locked(self) -> bool:
-        return self._fd is not None
+        return self._lock.is_locked
 
     def acquire(self) -> None:
-        """Take the lock. Raises :class:`LockTimeout`, or :class:`OSError` if the lock
-        file cannot be opened or is not a regular file."""
-        if self._fd is not None:
-            raise RuntimeError(f"the lock {self.path} is already held by this object (not re-entrant)")
-        deadline = None if self.timeout is None else self._monotonic() + self.timeout
-        while True:
-            fd = _open_lock_file(self.path)
-            try:
-                self._wait_for(fd, deadline)
-                if _still_named(fd, self.path):
-                    self._fd = fd  # one step: from here on release() closes it
-                    return
-                # The file was deleted or replaced while this process waited
-                # for it: a lock on it would exclude nobody. Open anew.
-            finally:
-                if self._fd != fd:  # also when Ctrl+C or a timeout escapes
-                    os.close(fd)
-
-    def _wait_for(self, fd: int, deadline: float | None) -> None:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                pass
-            if deadline is None:
-                # Python retries the call when a signal interrupts it and
-                # runs the handler first, so Ctrl+C and SIGTERM still stop it.
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                return
-            remaining = deadline - self._monotonic()
-            if remaining <= 0:
-                raise LockTimeout(self.path)
-            self._sleep(min(POLL_SECONDS, remaining))
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            pass  # filelock creates it (O_EXCL, O_NOFOLLOW)
+        else:
+            # Checked first for a clear message; what is swapped in later is
+            # still opened by filelock without following or blocking.
+            if not stat.S_ISREG(mode):
+                raise not_a_regular_file(self.path, mode=mode)
+        self._lock.acquire()
 
     def release(self) -> None:
-        """Drop the lock (closing the file); harmless when it is not held."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
+        self._lock.release()
 
-    def __enter__(self) -> Flock:
+    def __enter__(self) -> FileLock:
         self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def _open_lock_file(path: str) -> int:
-    """A descriptor of the regular file at ``path``, created (mode 0o666) if missing."""
-    while True:
-        try:
-            fd = os.open(path, _OPEN_FLAGS)
-        except FileNotFoundError:
-            try:
-                fd = os.open(path, _CREATE_FLAGS, _LOCK_FILE_MODE)
-            except FileExistsError:
-                continue  # another process created it in between: open that one
-            created = True
-        else:
-            created = False
-        try:
-            if created:
-                with suppress(PermissionError):  # the umask must not keep other users out
-                    os.fchmod(fd, _LOCK_FILE_MODE)
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(errno.EINVAL, "not a regular file", path)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-
-def _still_named(fd: int, path: str) -> bool:
-    """Whether ``path`` still names the file open as ``fd``."""
-    try:
-        named = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    opened = os.fstat(fd)
-    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 class ReplicaLock:

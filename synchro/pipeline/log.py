@@ -1,7 +1,7 @@
 """The daily log: ``LOGS/LOG-YYYY-MM-DD.txt``, shared safely by many processes.
 
 Each line starts with ``YYYY-MM-DD HH:MM:SS``. Lines are buffered in memory
-and appended in batches under a :class:`~synchro.pipeline.lock.Flock`, so that several
+and appended in batches under a :class:`~synchro.pipeline.lock.FileLock`, so that several
 processes (several pairs from cron, several scripts in one folder) never
 interleave or cut each other's lines, while a run that copies thousands of
 files does not pay a lock and an ``open`` per line. A batch is written at
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TextIO
 
-from .lock import Flock
+from .lock import FileLock, not_a_regular_file
 
 if TYPE_CHECKING:
     import logging
@@ -104,7 +104,6 @@ _LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLL
 # What open(2) says for a name that is not a regular file, with these flags:
 # a symlink, a FIFO nobody reads, a folder.
 _NOT_A_FILE = frozenset({errno.ELOOP, errno.EMLINK, errno.ENXIO, errno.EISDIR})
-_KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a folder"}
 
 
 def open_log_file(path: str) -> int:
@@ -119,27 +118,16 @@ def open_log_file(path: str) -> int:
     except OSError as error:
         if error.errno not in _NOT_A_FILE:
             raise
-        raise _not_a_file(error.errno, path) from None
+        raise not_a_regular_file(path, error.errno) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):  # a FIFO that has a reader, a device
-            raise _not_a_file(errno.EINVAL, path, mode)
+            raise not_a_regular_file(path, mode=mode)
         os.set_blocking(fd, True)  # a regular file: writes wait for the disk as usual
     except BaseException:
         os.close(fd)
         raise
     return fd
-
-
-def _not_a_file(code: int, path: str, mode: int | None = None) -> OSError:
-    if mode is None:
-        try:
-            mode = os.lstat(path).st_mode
-        except OSError:
-            mode = 0
-    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-    what = f"{kind}, not a regular file" if kind != "not a regular file" else kind
-    return OSError(code, f"{escape(os.path.basename(path))} is {what}", path)
 
 
 class DailyLog:
@@ -160,7 +148,7 @@ class DailyLog:
         self._clock = clock
         self._pending: list[tuple[str, str]] = []  # (date, line)
         self._last_flush = time.monotonic()
-        self._lock: Flock | None = None
+        self._lock: FileLock | None = None
         self._failing = False  # the last batch could not be written (warned once)
         self._dropped = 0  # lines lost while the file could not be written
         # The time stamp of the last line, reused within the same second: a
@@ -198,7 +186,7 @@ class DailyLog:
             # The lock lives beside what it guards: an flock on this file,
             # released by the kernel if the process dies. No timeout: a batch
             # waits as long as another process writes (Ctrl+C still stops it).
-            self._lock = Flock(os.path.join(self.folder, ".lock"))
+            self._lock = FileLock(os.path.join(self.folder, ".lock"))
         return self.folder
 
     def write(self, text: str, *, console: bool = True) -> None:
