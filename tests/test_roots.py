@@ -208,6 +208,48 @@ def test_a_log_folder_inside_the_source_through_an_alias_is_left_out(
     assert_mirror(tmp_path / "data", tmp_path / "home" / "backup", ignore=["docs/LOGS"])
 
 
+# --- a root mounted inside the other tree: never entered --------------------------------------
+
+
+def test_the_source_mounted_inside_the_replica_is_never_emptied(tmp_path: Path, bind_mount: Bind) -> None:
+    """``mount --bind /data /backup/view; synchro /data /backup``: ``view`` is only in the
+    replica, and deleting it would delete the originals through the mount."""
+    _tree(tmp_path)
+    source, replica = tmp_path / "data", tmp_path / "home" / "backup"
+    bind_mount(source, replica / "view")
+    before = snapshot(source)
+
+    result = run_synchro(source, replica, "1", tmp_path / "logs", "--once", "-q")
+
+    assert result.returncode == 1
+    assert snapshot(source) == before
+    messages = log_messages(tmp_path / "logs")
+    assert "FAILED view/: is the source folder itself (mounted here too): left alone" in messages
+    assert not [message for message in messages if message.startswith("DELETED")]
+    assert result.stderr == ""
+
+
+def test_the_replica_mounted_inside_the_source_is_never_copied_into_itself(
+    tmp_path: Path, bind_mount: Bind
+) -> None:
+    _tree(tmp_path)
+    source, replica = tmp_path / "data", tmp_path / "home" / "backup"
+    bind_mount(replica, source / "docs" / "mnt")
+
+    for _ in range(2):  # a second run does not nest a level deeper
+        report = mirror(source, replica, logpath=tmp_path / "logs")
+        assert report.exit_code == 1
+        assert report.failed == [("docs/mnt/", "is the replica folder itself (mounted here too): left alone")]
+
+    assert sorted(str(path.relative_to(replica)) for path in replica.rglob("*")) == [
+        "docs",
+        "docs/doc0.odt",
+        "docs/mnt",  # the mount point itself, made empty: its content is not entered
+        "docs/sub",
+        "docs/sub/doc1.odt",
+    ]
+
+
 # --- the tasks: a pair, and pairs that overlap through a bind mount -----------------------------
 
 

@@ -115,6 +115,13 @@ class Walk:
         self.src, self.rep, self.rules, self.plan = src, rep, rules, plan
         self.keep_untouched = keep_untouched
         self.share = share
+        # The roots' identities: a folder of either tree that is one of them
+        # (a bind mount of the replica inside the source, of the source
+        # inside the replica) is never entered, neither copied into itself
+        # nor emptied, which would delete the source through the replica.
+        self._roots = {_identity(src.root): "source"}
+        if rep is not None:
+            self._roots.setdefault(_identity(rep.root), "replica")
 
     def run(self, steps: list[Step]) -> None:
         plan, share = self.plan, self.share
@@ -161,6 +168,8 @@ class Walk:
         plan, src, rep = self.plan, self.src, self.rep
         src_listing = rep_listing = None
         path = f"{step.rel}/" if step.rel else "./"
+        if step.rel and self._is_a_root(step, path):
+            return []
         if step.side is not Side.REPLICA:
             try:
                 src_listing = _list(src, step.rel)
@@ -186,6 +195,32 @@ class Walk:
             prefix = f"{step.rel}/" if step.rel else ""
             plan.untouched_paths.extend(prefix + name if name else path for name in untouched)
         return steps
+
+    def _is_a_root(self, step: Descend, path: str) -> bool:
+        """Whether the folder of ``step`` is the source or the replica itself
+        (seen there through a mount); if so, say so in the plan's problems.
+
+        One ``fstat`` of a descriptor the listing opens anyway (the stack
+        keeps the last one).
+        """
+        for stack, skip in ((self.src, Side.REPLICA), (self.rep, Side.SOURCE)):
+            if stack is None or step.side is skip:
+                continue
+            try:
+                role = self._roots.get(_identity(stack.fd(step.rel)))
+            except OSError:
+                continue  # the listing says why
+            if role is not None:
+                self.plan.problems.append(
+                    ("FAILED", path, f"is the {role} folder itself (mounted here too): left alone")
+                )
+                return True
+        return False
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    found = os.fstat(fd)
+    return found.st_dev, found.st_ino
 
 
 class _Giving:

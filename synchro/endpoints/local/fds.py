@@ -41,6 +41,11 @@ class DirStack:
         # walk along the path per file. Cleared whenever a descriptor closes.
         self._last: tuple[str, int] | None = None
 
+    @property
+    def root(self) -> int:
+        """The root folder's descriptor (owned by the caller)."""
+        return self._root
+
     def fd(self, rel: str) -> int:
         """Descriptor of the folder ``rel`` ("" is the root). Raises OSError."""
         last = self._last
