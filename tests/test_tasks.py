@@ -803,7 +803,7 @@ def test_pairs_lists_and_checks_without_running(inv: Inv, tmp_path: Path, four_p
         "    options  max_delete=50% create_replica",
     ]
     assert f"[broken] error: source folder does not exist: {tmp_path}/not-mounted" in result.stdout
-    assert not (tmp_path / "mirror").exists()
+    assert os.listdir(tmp_path / "mirror") == []  # no replica made
     assert not (tmp_path / "LOGS").exists()
 
 
