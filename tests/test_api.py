@@ -302,7 +302,7 @@ def test_ctrl_c_while_waiting_is_logged_and_raised_again(pair: Pair) -> None:
 
     # Logged and written without close_api: the script that stops here loses nothing.
     messages = log_messages(pair.logs)
-    assert messages[-1] == "INTERRUPTED ongoing mode stopped by the user"
+    assert messages[-1] == "INTERRUPTED ongoing mode stopped by Ctrl+C"
     assert messages[-2] == summary()
 
 
@@ -324,9 +324,9 @@ def test_ctrl_c_during_a_cycle_leaves_no_partial_file(pair: Pair) -> None:
 
     messages = log_messages(pair.logs)
     assert messages[-3:] == [
-        "INTERRUPTED the run was stopped; the replica holds no partial file",
+        "INTERRUPTED the run was stopped by Ctrl+C; the replica holds no partial file",
         summary(added=1, nbytes=1, code=130),
-        "INTERRUPTED ongoing mode stopped by the user",
+        "INTERRUPTED ongoing mode stopped by Ctrl+C",
     ]
     assert len(os.listdir(pair.rep)) == 1  # one complete file, no temporary
 

@@ -278,11 +278,12 @@ def test_a_signal_at_any_point_stops_cleanly_and_releases_the_lock(
     assert temporaries(pair.rep) == []  # removed on the way out, not left for the next run
     assert_no_torn_entry(pair.rep, old, new)
     messages = log_messages(pair.logs)
-    stopped = messages.index("INTERRUPTED the run was stopped; the replica holds no partial file")
+    by = "Ctrl+C" if signum == signal.SIGINT else "SIGTERM"
+    stopped = messages.index(f"INTERRUPTED the run was stopped by {by}; the replica holds no partial file")
     assert messages[stopped + 1].startswith("SUMMARY ")
     assert messages[stopped + 1].endswith(f" exit={code}")
     assert messages[stopped + 2 :] == (
-        ["INTERRUPTED ongoing mode stopped by the user"] if mode == "ongoing" else []
+        [f"INTERRUPTED ongoing mode stopped by {by}"] if mode == "ongoing" else []
     )
 
     assert_converges(pair)  # the lock was released: the next run takes it

@@ -262,7 +262,8 @@ def test_a_signal_in_ongoing_mode_stops_it_cleanly(pair: Pair, signum: int, code
     assert command.returncode == code
     assert err == f"{said}\n"
     messages = log_messages(pair.logs)
-    assert messages[-1] == "INTERRUPTED ongoing mode stopped by the user"
+    by = "Ctrl+C" if signum == signal.SIGINT else "SIGTERM"
+    assert messages[-1] == f"INTERRUPTED ongoing mode stopped by {by}"
     assert messages[-2].startswith("SUMMARY added=1 ")
     assert (pair.rep / "f").read_text() == "data"
 
@@ -284,5 +285,6 @@ def test_a_signal_in_the_middle_of_a_copy_removes_the_temporary(pair: Pair, sign
     assert temporaries(pair.rep) == []
     assert_no_torn_file(pair, old)
     messages = log_messages(pair.logs)
-    assert messages[-2] == "INTERRUPTED the run was stopped; the replica holds no partial file"
+    by = "Ctrl+C" if signum == signal.SIGINT else "SIGTERM"
+    assert messages[-2] == f"INTERRUPTED the run was stopped by {by}; the replica holds no partial file"
     assert messages[-1].startswith("SUMMARY ") and messages[-1].endswith(f" exit={code}")

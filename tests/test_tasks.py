@@ -698,8 +698,8 @@ def test_ctrl_c_stops_watch_with_130(inv: Inv, tmp_path: Path, two_pairs: Path) 
     assert result.stderr == "synchro: interrupted\n"
     messages = [message for _, message in log_lines(tmp_path)]
     # Both pairs log into the same folder: it is said once.
-    assert messages.count("INTERRUPTED watch stopped by the user") == 1
-    assert messages[-1] == "INTERRUPTED watch stopped by the user"
+    assert messages.count("INTERRUPTED watch stopped by Ctrl+C") == 1
+    assert messages[-1] == "INTERRUPTED watch stopped by Ctrl+C"
     assert files_of(tmp_path / "mirror" / "docs") == DOCS
 
 

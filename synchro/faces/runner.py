@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
-from ..errors import ConfigError, ExitCode
+from ..errors import ConfigError, ExitCode, stopped_by
 from ..features.restore import RestoreReport
 from ..features.restore import restore as restore_into
 from ..features.status import (
@@ -202,9 +202,9 @@ def watch(
         jobs = [Job(_announce(runner, interval, max_cycles), runner.cycle) for runner in runners]
         try:
             reports = run_jobs(jobs, max_cycles=max_cycles, sleep=sleep)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             for runner in _one_per_log(runners):
-                runner.synchro.log.write("INTERRUPTED watch stopped by the user")
+                runner.synchro.log.write(f"INTERRUPTED watch stopped by {stopped_by(stop)}")
             raise
         return [PairResult(runner.pair.name, report) for runner, report in zip(runners, reports, strict=True)]
 

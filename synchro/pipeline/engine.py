@@ -21,7 +21,7 @@ from typing import NamedTuple
 from ..endpoints.local.fds import DirStack, open_root
 from ..endpoints.local.filecopy import Opener, default_opener
 from ..endpoints.local.scan import describe
-from ..errors import ConfigError, ExitCode, ReplicaLocked, Terminated
+from ..errors import ConfigError, ExitCode, ReplicaLocked, stop_code, stopped_by
 from ..options import MirrorOptions
 from .apply import ApplyContext, BeforeAction, DuringCopy, Progress, apply_plan
 from .exclude import Excluder
@@ -114,9 +114,10 @@ def run_cycle(
         log.write(f"ERROR {error}")
         return finish(ExitCode.USAGE, str(error))
     except KeyboardInterrupt as interruption:
-        code = ExitCode.TERMINATED if isinstance(interruption, Terminated) else ExitCode.INTERRUPTED
-        log.write("INTERRUPTED the run was stopped; the replica holds no partial file")
-        finish(code, "interrupted")
+        log.write(
+            f"INTERRUPTED the run was stopped by {stopped_by(interruption)}; the replica holds no partial file"
+        )
+        finish(stop_code(interruption), "interrupted")
         raise
     return finish(code, message)
 
