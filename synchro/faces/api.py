@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple, TextIO, cast
 
-from ..errors import ConfigError, ExitCode, Terminated
+from ..errors import ConfigError, stop_code, stopped_by
 from ..features.status import RunRecord, StatusError, record_run
 from ..options import (
     MIN_INTERVAL_HOURS,
@@ -63,11 +63,14 @@ class Pair(NamedTuple):
 class Synchro:
     """Mirror folder pairs into one daily log under ``logpath/LOGS``.
 
-    ``console`` receives the log lines too (default: standard output; ``quiet``
-    silences it). ``progress`` draws a progress bar on that console during
-    long runs (the caller checks that it is a terminal). ``clock`` and
-    ``sleep`` are injectable so that tests never wait; ``hooks`` let tests
-    change the trees between plan and write. Each cycle's outcome is also
+    ``console`` receives the log lines too (default: standard output). With
+    ``quiet`` it receives only the lines that need a person (failures,
+    refusals, warnings, the summary of a run that did not succeed; see
+    :mod:`synchro.faces.quiet`), by default on standard error. ``progress`` draws
+    a progress bar on the console during long runs (the caller checks that
+    it is a terminal; never with ``quiet``). ``clock`` and ``sleep`` are
+    injectable so that tests never wait; ``hooks`` let tests change the
+    trees between plan and write. Each cycle's outcome is also
     recorded in ``LOGS/status.json`` (see :mod:`synchro.features.status`).
     """
 
@@ -88,9 +91,16 @@ class Synchro:
         self._sleep = sleep
         self._hooks = hooks
         self._clock = clock
-        stream = None if quiet else (console if console is not None else sys.stdout)
+        stream: TextIO
+        if quiet:
+            from .quiet import AttentionConsole
+
+            # The log only writes and flushes its console, which AttentionConsole does.
+            stream = cast(TextIO, AttentionConsole(console if console is not None else sys.stderr))
+        else:
+            stream = console if console is not None else sys.stdout
         self._progress: ProgressFactory | None = None
-        if progress and stream is not None:
+        if progress and not quiet:
             from .progress import BarConsole  # tqdm itself only once a bar is drawn
 
             bars = BarConsole(stream)
@@ -173,8 +183,8 @@ class Synchro:
                 max_cycles=pair.max_cycles,
                 sleep=self._sleep,
             )
-        except KeyboardInterrupt:
-            self.log.write("INTERRUPTED ongoing mode stopped by the user")
+        except KeyboardInterrupt as stop:
+            self.log.write(f"INTERRUPTED ongoing mode stopped by {stopped_by(stop)}")
             self.close_api()
             raise
         assert self.last_report is not None
@@ -197,9 +207,12 @@ class Synchro:
         except KeyboardInterrupt as stop:
             # The engine has logged it; the status must not keep claiming the
             # previous run as the last one.
-            code = ExitCode.TERMINATED if isinstance(stop, Terminated) else ExitCode.INTERRUPTED
             stopped = Report(
-                pair.source, pair.replica, dry_run=pair.options.dry_run, exit_code=code, message="interrupted"
+                pair.source,
+                pair.replica,
+                dry_run=pair.options.dry_run,
+                exit_code=stop_code(stop),
+                message="interrupted",
             )
             self.record(pair.status_key, stopped, started)
             raise
