@@ -621,7 +621,13 @@ def test_backup_all_quiet_prints_only_the_failures(inv: Inv, tmp_path: Path, bro
     result = inv("backup-all", "-q")
     assert result.returncode == 3
     assert result.stdout == ""
-    assert [line.split(":")[0] for line in result.stderr.splitlines()] == ["gone", "guarded"]
+    # The refused run's own lines (its START, the REFUSED lines, its SUMMARY), then one
+    # line for each pair that failed; nothing of the pairs that went well.
+    lines = result.stderr.splitlines()
+    runs = [line[20:].split(" ", 1)[0] for line in lines[:-2]]
+    assert runs == ["START"] + ["REFUSED"] * 12 + ["SUMMARY"]
+    assert f"replica={tmp_path}/mirror/guarded " in lines[0]
+    assert [line.split(":")[0] for line in lines[-2:]] == ["gone", "guarded"]
     assert files_of(tmp_path / "mirror" / "notes") == {"n.txt": "note"}
 
 
