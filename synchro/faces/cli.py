@@ -14,11 +14,12 @@ import gc
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import NoReturn, TextIO, cast
 
 from .. import __version__
 from ..errors import ConfigError, ExitCode, SynchroError, Terminated
 from .api import Synchro
+from .pipes import settle
 from .progress import wanted
 from .signals import sigterm_as_interrupt
 
@@ -133,7 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-v", "--verbose", action="store_true", help="also list untouched entries")
-    noise.add_argument("-q", "--quiet", action="store_true", help="print nothing (the log is still written)")
+    noise.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only what needs a person (failures, refusals, warnings, the summary of a run "
+        "that did not exit 0), on standard error; a clean run prints nothing (the log is still written)",
+    )
     parser.add_argument("--version", action=_Version)
     return parser
 
@@ -175,7 +182,11 @@ def command() -> NoReturn:
     imported, for nothing, as the process ends (10-20 ms here, several
     percent of a no-op run). Objects are still freed as usual.
     """
-    code = main()
+    try:
+        code = main()
+    finally:
+        # A reader that stopped reading (``synchro ... | head``): a quiet end.
+        settle()
     gc.freeze()
     sys.exit(code)
 
@@ -185,22 +196,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.keep_versions is not None and args.versions is None:
         parser.error("--keep-versions needs --versions PATH (where the versions are kept)")
+    if args.once and args.max is not None:
+        parser.error("--max counts the cycles of ongoing mode; --once runs one cycle: give one of them")
     # SIGTERM (systemd, kill) stops the run like Ctrl+C: temporaries removed,
     # the log says interrupted, the lock released.
     try:
         with sigterm_as_interrupt():
             return _verify(args) if args.verify else _run(args)
     except Terminated:
-        print("synchro: terminated", file=sys.stderr)
+        _say("synchro: terminated")
         return ExitCode.TERMINATED
     except KeyboardInterrupt:
-        print("synchro: interrupted", file=sys.stderr)
+        _say("synchro: interrupted")
         return ExitCode.INTERRUPTED
+
+
+def _say(message: str) -> None:
+    """One line on standard error, which may itself be a closed pipe."""
+    with contextlib.suppress(OSError):
+        print(message, file=sys.stderr, flush=True)
 
 
 def _verify(args: argparse.Namespace) -> int:
     from ..features.verify import run_verify  # only a verification needs it
     from ..options import make_options
+    from .quiet import AttentionConsole
 
     try:
         options = make_options(
@@ -211,11 +231,11 @@ def _verify(args: argparse.Namespace) -> int:
             args.replica,
             options,
             logpath=args.logpath,
-            console=None if args.quiet else sys.stdout,
+            console=cast(TextIO, AttentionConsole(sys.stderr)) if args.quiet else sys.stdout,
             progress=wanted(sys.stdout, args.quiet),
         )
     except SynchroError as error:
-        print(f"synchro: error: {error}", file=sys.stderr)
+        _say(f"synchro: error: {error}")
         return int(error.exit_code)
     return int(report.exit_code)
 
@@ -247,12 +267,9 @@ def _run(args: argparse.Namespace) -> int:
                 keep_versions=args.keep_versions,
             )
         except ConfigError as error:
-            print(f"synchro: error: {error}", file=sys.stderr)
+            _say(f"synchro: error: {error}")
             return ExitCode.USAGE
-        report = synchro.run()
-        if report.exit_code == ExitCode.USAGE and args.quiet:
-            print(f"synchro: error: {report.message}", file=sys.stderr)
-        return int(report.exit_code)
+        return int(synchro.run().exit_code)
     finally:
         synchro.close_api()
 

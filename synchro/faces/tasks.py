@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -33,6 +33,7 @@ from invoke.tasks import task
 from synchro.errors import ConfigError, ExitCode, SynchroError, Terminated
 from synchro.faces import runner
 from synchro.faces.config import Config, PairConfig, config_path, load_config
+from synchro.faces.pipes import closed_pipe_ends_output, settle
 from synchro.faces.progress import wanted
 from synchro.faces.signals import sigterm_as_interrupt
 from synchro.faces.taskargs import TaskCollection, TypedTask, Value
@@ -62,6 +63,15 @@ def _cycles(value: str) -> int:
 
 
 class SynchroTask(TypedTask):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # A reader that stopped reading (``inv status | head``) ends the
+        # output quietly; the task itself runs to its end (see synchro.faces.pipes).
+        try:
+            with closed_pipe_ends_output():
+                return super().__call__(*args, **kwargs)
+        finally:
+            settle()
+
     # No short flag for --ini: -c and -f, before or after a task name, are Invoke's own.
     short_flags: ClassVar[Mapping[str, str]] = {
         "pair": "p",
@@ -91,7 +101,8 @@ MIRROR_HELP = {
     "max-delete": "refuse a run that deletes more than N files or P% of the replica's files, "
     "instead of each pair's max_delete (100% lifts the limit)",
     "verbose": "also list untouched entries",
-    "quiet": "print nothing but the result of pairs that failed (the log is still written)",
+    "quiet": "print only what needs a person, on stderr: the problem lines of each run and the result "
+    "of pairs that failed; a clean run prints nothing (the log is still written)",
 }
 
 
@@ -133,12 +144,13 @@ def _problems(config: Config) -> int:
 
 def _finish(results: Sequence[runner.PairResult], quiet: bool) -> None:
     """One line per pair; with --quiet only the failures, on stderr. Exit with the worst code."""
-    for result in results:
-        if not quiet:
-            print(result.line)
-        elif result.exit_code:
-            print(result.line, file=sys.stderr)
     code = runner.worst_code(results)
+    with closed_pipe_ends_output():  # the exit code stays the runs'
+        for result in results:
+            if not quiet:
+                print(result.line)
+            elif result.exit_code:
+                print(result.line, file=sys.stderr)
     if code:
         raise Exit(code=code)
 
@@ -236,7 +248,8 @@ def pairs(c: Context, ini: str = "") -> None:
     """List the pairs of the INI file and check each one, running nothing; exit 2 if one is wrong."""
     with _user_errors():
         checks = runner.check(_load(ini, partial=True))
-    print("\n".join(runner.describe(item) for item in checks))
+    with closed_pipe_ends_output():  # the exit code stays the check's
+        print("\n".join(runner.describe(item) for item in checks))
     if any(not isinstance(item, runner.PairCheck) or item.problem for item in checks):
         raise Exit(code=int(ExitCode.USAGE))
 

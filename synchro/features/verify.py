@@ -431,9 +431,14 @@ def run_verify(
         stream = bars  # type: ignore[assignment]  # write and flush are all it needs
 
     def emit(line: str) -> None:
+        nonlocal stream
         if stream is not None:
-            stream.write(line + "\n")
-            stream.flush()
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except OSError:
+                # A console that went away (``| head``) ends the output, not the verification.
+                stream = None
 
     with ReplicaLock(roots.replica):
         return verify_trees(

@@ -163,6 +163,9 @@ class DailyLog:
         """A log for another process of the same run: the same files and clock, its own console."""
         other = DailyLog(None, console, self._clock)
         other.folder = self.folder
+        # A log folder that could not be written has been warned about by
+        # this process already: the other one must not say it again.
+        other._failing = self._failing
         return other
 
     def show(self, text: str) -> None:
@@ -266,10 +269,14 @@ class DailyLog:
             self._lose_console(error)
 
     def _lose_console(self, error: OSError) -> None:
-        # A closed pipe (``synchro ... | head``) must not stop a backup: the
-        # log file still gets every line.
+        # A console that went away must not stop a backup: the log file
+        # still gets every line. A closed pipe (``synchro ... | head``) is
+        # the reader's choice, not a problem: it ends the output silently.
         self.console = None
-        _warn(f"cannot write to the console: {error.strerror or error}; the log file still gets every line")
+        if not isinstance(error, BrokenPipeError):
+            _warn(
+                f"cannot write to the console: {error.strerror or error}; the log file still gets every line"
+            )
 
     def _append(self) -> None:
         folder = self._ensure_folder()
