@@ -99,6 +99,13 @@ def run_cycle(
     except ConfigError as error:
         log.write(f"ERROR {error}")
         return finish(ExitCode.USAGE, str(error))
+    if roots.logs_in_source is not None:
+        # Left out of the mirror (it changes during the run): said once per
+        # run, so that nobody wonders where the folder went in the replica.
+        log.write(
+            f"NOTE the log folder {escape(roots.logs_in_source)}/ is inside the source; "
+            "it is left out of the mirror"
+        )
 
     try:
         # A dry run into a replica still to be created writes nothing: no lock.
