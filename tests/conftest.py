@@ -29,6 +29,9 @@ import pytest
 
 import synchro
 from synchro import Report
+from synchro.pipeline.helper import ENV, Helper
+from synchro.pipeline.plan import Step
+from synchro.pipeline.walk import Walk
 
 NOBODY = 65534
 
@@ -239,3 +242,48 @@ def bind_mount() -> Iterator[Callable[[Path, Path], Path]]:
     yield bind
     for alias in reversed(mounted):
         subprocess.run(["umount", "-l", str(alias)], capture_output=True, check=True)
+
+
+# --- a run shared with the helper process --------------------------------------------------
+
+
+@pytest.fixture
+def helper_keeps_a_part(monkeypatch: pytest.MonkeyPatch, no_hang: None) -> Iterator[list[bool]]:
+    """Runs in this process share their work with a forked helper that surely applies a part.
+
+    The helper, once it holds its first sub-tree, says so and waits until
+    this process has taken back all it could: that sub-tree stays the
+    helper's to apply, whatever the speed of either process. The list it
+    yields says, for each run, whether the helper was left a part.
+    """
+    monkeypatch.setenv(ENV, "2")  # share the run even on one core
+    claimed_r, claimed_w = os.pipe()
+    release_r, release_w = os.pipe()
+    main = os.getpid()
+    real_run, real_take_back = Walk.run, Helper.take_back
+    kept: list[bool] = []
+    waiting: list[Helper] = []  # the helper whose first claim this process has not waited for
+
+    def walk_run(self: Walk, steps: list[Step]) -> None:
+        if os.getpid() != main and not self.plan.actions:  # in the helper, its first sub-tree
+            os.write(claimed_w, b".")
+            os.read(release_r, 1)
+        real_run(self, steps)
+
+    def take_back(self: Helper) -> list[Step] | None:
+        if self not in waiting:
+            waiting.append(self)
+            os.read(claimed_r, 1)
+        steps = real_take_back(self)
+        if steps is None:
+            kept.append(len(self.left()) > 0)
+            os.write(release_w, b".")
+        return steps
+
+    monkeypatch.setattr(Walk, "run", walk_run)
+    monkeypatch.setattr(Helper, "take_back", take_back)
+    try:
+        yield kept
+    finally:
+        for fd in (claimed_r, claimed_w, release_r, release_w):
+            os.close(fd)

@@ -12,9 +12,6 @@ from conftest import Pair, run_synchro
 from treeutil import build, log_messages
 
 import synchro
-from synchro.pipeline.helper import ENV, Helper
-from synchro.pipeline.plan import Step
-from synchro.pipeline.walk import Walk
 
 
 def test_a_log_folder_inside_the_source_is_said_once_per_run(pair: Pair) -> None:
@@ -68,49 +65,14 @@ def read_only_logs(pair: Pair) -> Iterator[Path]:
 
 
 def test_a_log_that_cannot_be_written_is_one_warning_with_the_helper(
-    pair: Pair,
-    read_only_logs: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capfd: pytest.CaptureFixture[str],
-    no_hang: None,
+    pair: Pair, read_only_logs: Path, helper_keeps_a_part: list[bool], capfd: pytest.CaptureFixture[str]
 ) -> None:
     """The run is shared with a forked helper, which writes its own lines: it must not warn again."""
     build(pair.src, {f"d{folder:02}": {f"f{file}": "x" for file in range(10)} for folder in range(8)})
-    monkeypatch.setenv(ENV, "2")  # share the run even on one core
-    # The helper, once it holds its first sub-tree, says so and waits until
-    # this process has taken back all it could: that sub-tree surely stays
-    # the helper's to apply, whatever the speed of either process.
-    claimed_r, claimed_w = os.pipe()
-    release_r, release_w = os.pipe()
-    main = os.getpid()
-    real_run, real_take_back = Walk.run, Helper.take_back
-    applied_by_helper: list[bool] = []
 
-    def walk_run(self: Walk, steps: list[Step]) -> None:
-        if os.getpid() != main and not self.plan.actions:  # in the helper, its first sub-tree
-            os.write(claimed_w, b".")
-            os.read(release_r, 1)
-        real_run(self, steps)
+    report = synchro.mirror(pair.src, pair.rep, logpath=pair.logs)
 
-    def take_back(self: Helper) -> list[Step] | None:
-        if not applied_by_helper:
-            applied_by_helper.append(True)
-            os.read(claimed_r, 1)
-        steps = real_take_back(self)
-        if steps is None:
-            applied_by_helper.append(len(self.left()) > 0)
-            os.write(release_w, b".")
-        return steps
-
-    monkeypatch.setattr(Walk, "run", walk_run)
-    monkeypatch.setattr(Helper, "take_back", take_back)
-    try:
-        report = synchro.mirror(pair.src, pair.rep, logpath=pair.logs)
-    finally:
-        for fd in (claimed_r, claimed_w, release_r, release_w):
-            os.close(fd)
-
-    assert applied_by_helper == [True, True]
+    assert helper_keeps_a_part == [True]
     assert report.exit_code == 0
     assert len(os.listdir(pair.rep)) == 8
     err = capfd.readouterr().err

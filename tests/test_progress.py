@@ -15,6 +15,8 @@ import termios
 from pathlib import Path
 
 import pytest
+from conftest import Pair
+from treeutil import build
 
 import synchro.faces.progress
 from synchro import Synchro
@@ -37,35 +39,84 @@ def test_a_bar_is_wanted_on_a_terminal_unless_quiet() -> None:
 
 def test_log_lines_are_printed_above_the_bar() -> None:
     stream = io.StringIO()
-    console = BarConsole(stream, delay=0)
+    console = BarConsole(stream, delay=0, refresh=0)
     console.write("before\n")
     bar = console(3, 3000)
+    bar.advance(1, 1000)  # drawn now
     console.write("2026-03-01 03:00:00 ADDED a\n")
-    for _ in range(3):
+    for _ in range(2):
         bar.advance(1, 1000)
     assert bar.done == (3, 3000)
     bar.close()
     console.write("after\n")
     text = stream.getvalue()
-    # Drawn at once; redrawn at most ten times a second, so this quick run shows the start.
-    assert "0/3 entries:   0%|" in text
-    assert "0.00B/2.93kB [" in text  # bytes, in units of 1024
+    # Redrawn at each step (refresh=0), in binary units as the result lines say them.
+    assert "1/3 entries:  33%|" in text
+    assert "| 1000 B/2.9 KiB [" in text
+    assert "3/3 entries: 100%|" in text
+    assert "| 2.9 KiB/2.9 KiB [" in text
     lines = text.replace("\r", "\n").splitlines()
     assert "2026-03-01 03:00:00 ADDED a" in lines  # whole, on a line of its own
     assert text.startswith("before\n")
-    assert text.endswith("after\n")
+    # Cleared at the end: blanks, back to the start of the line, then the next line.
+    assert re.search(r"\r +\rafter\n$", text)
     assert console.bar is None
 
 
 def test_a_run_without_bytes_counts_entries() -> None:
     stream = io.StringIO()
-    bar = BarConsole(stream, delay=0)(2, 0)
+    bar = BarConsole(stream, delay=0, refresh=0)(2, 0)
     bar.advance(1, 0)
     bar.advance(1, 0)
     assert bar.done == (2, 0)
     bar.close()
-    assert "0/2 entries:   0%|" in stream.getvalue()
-    assert "| 0/2 [" in stream.getvalue()
+    assert "1/2 entries:  50%|" in stream.getvalue()
+    assert "2/2 entries: 100%|" in stream.getvalue()
+
+
+def test_log_lines_before_the_delay_never_draw_the_bar() -> None:
+    """A short run's lines are printed plainly: no bar appears, so none is left behind."""
+    stream = io.StringIO()
+    console = BarConsole(stream, delay=3600)
+    bar = console(2, 2000)
+    console.write("2026-03-01 03:00:00 ADDED a\n")
+    bar.advance(1, 1000)
+    console.write("2026-03-01 03:00:00 ADDED b\n")
+    bar.advance(1, 1000)
+    bar.close()
+    console.write("2026-03-01 03:00:00 SUMMARY\n")
+    assert not bar.drawn
+    assert stream.getvalue() == (
+        "2026-03-01 03:00:00 ADDED a\n2026-03-01 03:00:00 ADDED b\n2026-03-01 03:00:00 SUMMARY\n"
+    )
+
+
+class Hangup(io.StringIO):
+    """A terminal that went away after some output (an ssh session closed)."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, text: str) -> int:
+        if self.tell() + len(text) > self.room:
+            raise OSError(5, "Input/output error")
+        return super().write(text)
+
+
+def test_a_terminal_that_goes_away_stops_the_bar_not_the_run() -> None:
+    stream = Hangup(room=200)
+    console = BarConsole(stream, delay=0, refresh=0)
+    bar = console(1000, 0)
+    try:
+        for _ in range(1000):
+            bar.advance(1, 0)  # never raises
+        assert bar.done == (1000, 0)
+    finally:
+        bar.close()
+    # The log's next line meets the error itself (and drops its console, see DailyLog).
+    with pytest.raises(OSError):
+        console.write("2026-03-01 03:00:00 SUMMARY\n")
 
 
 def make_tree(root: Path, count: int) -> None:
@@ -85,6 +136,40 @@ def test_synchro_draws_a_bar_when_asked(tmp_path: Path, monkeypatch: pytest.Monk
     text = stream.getvalue()
     assert BAR.search(text)
     assert text.rstrip("\n").splitlines()[-1].split(" ", 2)[2].startswith("SUMMARY added=5 ")
+
+
+FRAME = re.compile(r"(\d+)/(\d+) entries: +(\d+)%\|[^|]*\| ([\d.]+ [KMG]?i?B)/([\d.]+ [KMG]?i?B) \[")
+
+
+def test_the_bar_counts_every_entry_and_byte_of_both_processes(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, helper_keeps_a_part: list[bool]
+) -> None:
+    """Shared with the helper, with large files copied in chunks: the bar ends at its totals."""
+    monkeypatch.setattr(synchro.faces.progress, "DELAY", 0)
+    monkeypatch.setattr(synchro.faces.progress, "REFRESH", 0)  # every step drawn
+    build(
+        pair.src,
+        {
+            f"d{folder}": {"big.bin": "b" * (3 << 20), **{f"f{file}": "x" for file in range(20)}}
+            for folder in range(6)
+        },
+    )
+    stream = Terminal()
+    with Synchro(pair.logs, console=stream, progress=True) as api:
+        api.configure(pair.src, pair.rep)
+        report = api.run()
+
+    assert helper_keeps_a_part == [True]
+    assert report.counts["added"] == 6 * 22
+    frames = FRAME.findall(stream.getvalue())
+    entries = [int(done) for done, *_ in frames]
+    assert entries == sorted(entries)  # never backwards
+    done, total, percent, written, size = frames[-1]
+    assert (done, percent, written) == (total, "100", size)  # the last frame drawn: everything
+    assert size == "18.0 MiB"
+    # Bytes shown while a large file was being written: not only whole files.
+    shown = {frame[3] for frame in frames}
+    assert len(shown) > 6 * 2
 
 
 @pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "not-asked"])

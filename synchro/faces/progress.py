@@ -10,67 +10,137 @@ and builds a :class:`BarConsole` around the console stream. It serves twice:
   plan has actions, it returns a :class:`Bar` that counts entries and bytes
   and shows the rate and the time left.
 
-tqdm is imported only when a bar is made, so ``synchro --once`` on a run with
-nothing to do, or with no terminal, never loads it. A bar appears only once
-a run has lasted :data:`DELAY` seconds: short runs do not flash one.
+What a bar promises:
+
+- it counts what it says: every entry of the plan once it is done (both
+  processes' when a run is shared), and bytes as they are written, large
+  files chunk by chunk (see :mod:`synchro.pipeline.apply`);
+- sizes and rates are in binary units, as the result lines say them
+  (KiB, MiB, GiB);
+- it ends cleared: when the run ends, is interrupted or fails, the line it
+  used is blank again, and nothing of it is left glued to the next line;
+- a terminal that goes away stops the bar, never the run.
+
+A bar is drawn only once a run has lasted :data:`DELAY` seconds (short runs
+do not flash one), and tqdm is imported only then: ``synchro --once`` with
+nothing to do, or with no terminal, never loads it. The bar is redrawn at
+most every :data:`REFRESH` seconds, and after each log line printed above it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn, TextIO
+import contextlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from tqdm import tqdm
+    from .drawing import BinaryBar
 
 DELAY = 0.5  # seconds before a bar is drawn
-BYTES_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}B/{total_fmt}B [{elapsed}<{remaining}, {rate_fmt}]"
+REFRESH = 0.1  # seconds between two redraws of a bar
 
 
 class Bar:
     """Entries and bytes done of one run; bytes drive the bar when there are any."""
 
-    def __init__(self, console: BarConsole, total_entries: int, total_bytes: int, delay: float) -> None:
-        from tqdm import tqdm  # here, not at the top: only a drawn bar pays for it
-
+    def __init__(
+        self,
+        console: BarConsole,
+        total_entries: int,
+        total_bytes: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._console = console
         self._entries = 0
         self._bytes = 0
         self._total_entries = total_entries
+        self._total_bytes = total_bytes
         self._by_bytes = total_bytes > 0
-        self._tqdm: tqdm[NoReturn] = tqdm(
-            total=total_bytes if self._by_bytes else total_entries,
-            desc=self._describe(),
-            unit="B" if self._by_bytes else " entries",
-            unit_scale=self._by_bytes,
-            unit_divisor=1024,
-            # tqdm puts the unit on the rate only; bytes say so on the counts too.
-            bar_format=BYTES_FORMAT if self._by_bytes else None,
-            file=console.stream,
-            leave=False,  # the SUMMARY line that follows says it all
-            dynamic_ncols=True,
-            delay=delay,
-        )
-
-    def _describe(self) -> str:
-        return f"{self._entries}/{self._total_entries} entries"
+        self._clock = clock
+        self._due = clock() + console.delay  # when the bar may be drawn
+        self._drawn: BinaryBar | None = None
+        self._stopped = False  # closed, or its terminal went away
 
     @property
     def done(self) -> tuple[int, int]:
         """Entries and bytes done so far."""
         return self._entries, self._bytes
 
+    @property
+    def drawn(self) -> bool:
+        """Whether the bar is on the screen (it may not be yet, or any more)."""
+        return self._drawn is not None
+
     def advance(self, entries: int, nbytes: int) -> None:
         self._entries += entries
         self._bytes += nbytes
-        self._tqdm.set_description_str(self._describe(), refresh=False)
-        self._tqdm.update(nbytes if self._by_bytes else entries)
+        bar = self._drawn
+        if bar is None:
+            if not self._stopped and self._clock() >= self._due:
+                self._draw()  # with what is done so far
+            return
+        try:
+            bar.set_description_str(self._describe(), refresh=False)
+            # tqdm redraws at most every REFRESH seconds (miniters=0: also
+            # when only the entries moved, with no byte written meanwhile).
+            bar.update(nbytes if self._by_bytes else entries)
+        except OSError:
+            self._stop()
 
     def write(self, text: str) -> None:
-        self._tqdm.write(text, file=self._console.stream, end="")
+        """Print log lines above the bar: cleared, the lines, drawn again."""
+        bar = self._drawn
+        if bar is not None:
+            try:
+                bar.clear()
+            except OSError:
+                self._stop()
+                bar = None
+        self._console.stream.write(text)  # an error here is the log's to handle
+        if bar is not None:
+            try:
+                bar.refresh()
+            except OSError:
+                self._stop()
 
     def close(self) -> None:
-        self._tqdm.close()
-        self._console.bar = None
+        """Clear the bar's line (if it was drawn); the console prints plainly again."""
+        if self._console.bar is self:
+            self._console.bar = None
+        self._stop()
+
+    def _describe(self) -> str:
+        return f"{self._entries}/{self._total_entries} entries"
+
+    def _draw(self) -> None:
+        from .drawing import BYTES_FORMAT, ENTRIES_FORMAT, BinaryBar  # only a drawn bar loads tqdm
+
+        try:
+            self._drawn = BinaryBar(
+                total=self._total_bytes if self._by_bytes else self._total_entries,
+                initial=self._bytes if self._by_bytes else self._entries,
+                desc=self._describe(),
+                bar_format=BYTES_FORMAT if self._by_bytes else ENTRIES_FORMAT,
+                file=self._console.stream,
+                leave=False,  # cleared at the end: the SUMMARY line that follows says it all
+                dynamic_ncols=True,
+                position=0,  # this line, whatever other bars this process has made
+                mininterval=self._console.refresh,
+                miniters=0,
+                delay=0,  # drawn now: the delay is this class's
+            )
+        except OSError:
+            self._stopped = True
+
+    def _stop(self) -> None:
+        self._stopped = True
+        bar, self._drawn = self._drawn, None
+        if bar is not None:
+            with contextlib.suppress(OSError):  # a terminal that went away: nothing to clear
+                bar.close()
+                bar.wipe()
 
 
 class BarConsole:
@@ -80,9 +150,10 @@ class BarConsole:
     :class:`synchro.pipeline.log.DailyLog`), so this is all of a stream it needs.
     """
 
-    def __init__(self, stream: TextIO, *, delay: float | None = None) -> None:
+    def __init__(self, stream: TextIO, *, delay: float | None = None, refresh: float | None = None) -> None:
         self.stream = stream
         self.delay = DELAY if delay is None else delay
+        self.refresh = REFRESH if refresh is None else refresh
         self.bar: Bar | None = None
 
     def write(self, text: str) -> int:
@@ -96,7 +167,7 @@ class BarConsole:
         self.stream.flush()
 
     def __call__(self, total_entries: int, total_bytes: int) -> Bar:
-        self.bar = Bar(self, total_entries, total_bytes, self.delay)
+        self.bar = Bar(self, total_entries, total_bytes)
         return self.bar
 
 

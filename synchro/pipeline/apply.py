@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..endpoints.local.fds import DirStack
 from ..endpoints.local.filecopy import (
+    SMALL_FILE,
+    OnChunk,
     Opener,
     SourceChanged,
     SourceVanished,
@@ -39,7 +41,8 @@ Emit = Callable[[str], None]
 
 
 class Progress(Protocol):
-    """Told after each action; see :mod:`synchro.pipeline.engine` for how it is made."""
+    """Told of each entry once it is done and of the bytes of its plan as they are
+    written (a large file's chunk by chunk); see :mod:`synchro.pipeline.engine`."""
 
     def advance(self, entries: int, nbytes: int) -> None: ...
 
@@ -69,6 +72,7 @@ class ApplyContext:
 
     __slots__ = (
         "before_action",
+        "counted",
         "dry_run",
         "during_copy",
         "emit",
@@ -109,6 +113,7 @@ class ApplyContext:
         self.before_action = before_action
         self.during_copy = during_copy
         self.progress = progress
+        self.counted = 0  # bytes of the action at hand already told to progress
         self.keeper = keeper  # keeps old versions; None: overwrite and delete outright
         # Verbose: an entry found equal only now (--checksum) is listed as
         # UNTOUCHED too, as the plan lists those it settles itself.
@@ -133,18 +138,20 @@ def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
     background = _Background(ctx) if _background_allowed(ctx) else None
     try:
         for action in actions:
-            if progress is not None:
-                progress.advance(1, action.src.size if action.op is Op.COPY and action.src else 0)
             if ctx.before_action is not None:
                 ctx.before_action(action)
             if background is not None:
                 if action.op is Op.COPY and background.takes(action):
-                    background.submit(action)
+                    background.submit(action)  # counted once it is reported
                     continue
                 if action.op is Op.DIRMETA:
                     # A folder's times and mode come after every copy into it.
                     background.drain()
             _carry_out(action, ctx)
+            if progress is not None:
+                _counted(action, ctx)
+                if background is not None:
+                    background.count_running()
         if background is not None:
             background.drain()
     finally:
@@ -157,6 +164,47 @@ def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
 # once. Small files are not worth it: the hand-offs cost more than the copy.
 BACKGROUND_MIN_SIZE = 1 << 20
 BACKGROUND_THREADS = 4
+
+
+# While waiting for a background copy, the bar is told the bytes written
+# so far at this interval.
+PROGRESS_WAIT = 0.1
+
+
+def _counted(action: Action, ctx: ApplyContext) -> None:
+    """Tell the progress an entry is done, with the bytes of its plan not told yet."""
+    assert ctx.progress is not None
+    planned = action.src.size if action.op is Op.COPY and action.src is not None else 0
+    ctx.progress.advance(1, max(0, planned - ctx.counted))
+    ctx.counted = 0
+
+
+def _chunks_told(action: Action, ctx: ApplyContext, written: _Written) -> OnChunk:
+    """For a large file's copy: note the bytes written so far (in the thread that copies)."""
+    hook = ctx.during_copy
+
+    def told(copied: int) -> None:
+        if hook is not None:
+            hook(action, copied)
+        written.bytes = copied
+
+    return told
+
+
+class _Written:
+    """The bytes of a copy written so far (set by the copying thread), and told to progress."""
+
+    __slots__ = ("bytes", "told")
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.told = 0
+
+    def tell(self, progress: Progress, planned: int) -> None:
+        now = min(self.bytes, planned)  # a file that grew meanwhile is not counted beyond its plan
+        if now > self.told:
+            progress.advance(0, now - self.told)
+            self.told = now
 
 
 def _background_allowed(ctx: ApplyContext) -> bool:
@@ -208,13 +256,14 @@ class _Background:
             os.close(src_dir)
             _carry_out(action, self.ctx)
             return
-        job = Job(_Copy(action, src_dir, rep_dir))
+        job = Job(_Copy(action, src_dir, rep_dir, _Written()))
         self.jobs.append(job)
         self._pool.submit(job)
         if len(self.jobs) - self._next > 2 * BACKGROUND_THREADS:
             self._finish_next()
 
     def _copy(self, copy: _Copy) -> int:
+        progress = self.ctx.progress
         try:
             return copy_file(
                 copy.src_dir,
@@ -222,18 +271,34 @@ class _Background:
                 copy.action.name,
                 keep_owner=self.ctx.keep_owner,
                 opener=self.ctx.opener,
+                on_chunk=None if progress is None else _chunks_told(copy.action, self.ctx, copy.written),
             )
         finally:
             copy.close()
 
+    def count_running(self) -> None:
+        """Tell the progress the bytes written so far by the copies not reported yet."""
+        progress = self.ctx.progress
+        assert progress is not None
+        for job in self.jobs[self._next :]:
+            assert job.item.action.src is not None
+            job.item.written.tell(progress, job.item.action.src.size)
+
     def _finish_next(self) -> None:
         job = self.jobs[self._next]
-        job.done.wait()  # an interruption here leaves the job to close()
+        # An interruption while waiting leaves the job to close().
+        if self.ctx.progress is None:
+            job.done.wait()
+        else:
+            while not job.done.wait(PROGRESS_WAIT):
+                self.count_running()  # the bar moves while a large file is written
         self._next += 1
         self._report(job, retry=True)
 
     def _report(self, job: Job[_Copy], *, retry: bool) -> None:
         action, error = job.item.action, job.error
+        # What the bar was told of this copy; a copy done again below goes on from there.
+        self.ctx.counted = job.item.written.told
         if error is None:
             self.ctx.report.bytes_copied += job.result
             _changed(self.ctx, action)
@@ -247,6 +312,8 @@ class _Background:
             _failed(self.ctx, action, describe(error))
         else:
             raise error
+        if self.ctx.progress is not None:
+            _counted(action, self.ctx)
         # Only now: an interruption before this line has close() log it
         # (once more at worst, never not at all).
         job.reported = True
@@ -274,6 +341,7 @@ class _Copy(NamedTuple):
     action: Action
     src_dir: int  # duplicates owned by the copy
     rep_dir: int
+    written: _Written
 
     def close(self) -> None:
         os.close(self.src_dir)
@@ -469,6 +537,24 @@ def _copy_unless_same(action: Action, ctx: ApplyContext) -> None:
     _copy(action, ctx)
 
 
+def _on_chunk(action: Action, ctx: ApplyContext) -> OnChunk | None:
+    """What a copy in this thread tells after each chunk: the test hook, and the
+    progress of a large file (a small one is one kernel call, counted when done)."""
+    hook, progress = ctx.during_copy, ctx.progress
+    if progress is None or action.op is not Op.COPY or action.src is None or action.src.size <= SMALL_FILE:
+        return None if hook is None else lambda copied: hook(action, copied)
+    written, planned = _Written(), action.src.size
+    written.told = ctx.counted  # a copy done again after a background one failed
+    told = _chunks_told(action, ctx, written)
+
+    def tell(copied: int) -> None:
+        told(copied)
+        written.tell(progress, planned)
+        ctx.counted = written.told
+
+    return tell
+
+
 def _copy(action: Action, ctx: ApplyContext) -> None:
     assert action.src is not None
     if ctx.dry_run:
@@ -477,13 +563,12 @@ def _copy(action: Action, ctx: ApplyContext) -> None:
         # Not for ATTRS copied anew: the bytes are the same, nothing to keep.
         if ctx.keeper is not None and action.rep is not None and action.op is Op.COPY:
             ctx.keeper.keep(ctx.rep, action)
-        hook = ctx.during_copy
         ctx.report.bytes_copied += copy_file(
             ctx.src.fd(action.dir),
             ctx.rep.fd(action.dir),
             action.name,
             keep_owner=ctx.keep_owner,
             opener=ctx.opener,
-            on_chunk=None if hook is None else lambda copied: hook(action, copied),
+            on_chunk=_on_chunk(action, ctx),
         )
     _changed(ctx, action)

@@ -646,12 +646,15 @@ class _Relay:
         self._bar = bar
         self._helper = helper
         self._seen = (0, 0)
-        self._calls = 0
+        self._next = 0.0  # when to look for the helper's progress again
 
     def advance(self, entries: int, nbytes: int) -> None:
         self._bar.advance(entries, nbytes)
-        self._calls += 1
-        if self._calls % 64 == 0:  # a read attempt per 64 entries, not per entry
+        # By time, not by count: this process may be advancing a large
+        # file's chunks or thousands of small files meanwhile.
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + PROGRESS_EVERY
             self.catch_up()
 
     def catch_up(self) -> None:
