@@ -49,9 +49,9 @@ if os.environ.get("SYNCHRO_TEST_HOLD"):
     _size, _at, _fifo = os.environ["SYNCHRO_TEST_HOLD"].split(":", 2)
     _real = _filecopy._copy_data
 
-    def _copy_data(src, dst, on_chunk=None, size=None):
+    def _copy_data(src, dst, on_chunk=None, *args, **kwargs):
         if os.fstat(src).st_size != int(_size):
-            return _real(src, dst, on_chunk, size)
+            return _real(src, dst, on_chunk, *args, **kwargs)
         held = []
 
         def chunk(total):
@@ -62,7 +62,7 @@ if os.environ.get("SYNCHRO_TEST_HOLD"):
                 with open(_fifo) as release:  # blocks until the test opens it
                     release.read()
 
-        return _real(src, dst, chunk, size)
+        return _real(src, dst, chunk, *args, **kwargs)
 
     _filecopy._copy_data = _copy_data
 '''
