@@ -135,3 +135,20 @@ def test_pairs_keeps_its_exit_code_when_its_output_is_closed(tmp_path: Path) -> 
     ini(tmp_path / "backups.ini", "[gone]\nsource = not-mounted\nreplica = r\n")
     code, err = run_with_closed_pipe([str(INV), "-r", str(REPO), "pairs"], "before", tmp_path, inv_env())
     assert (code, err) == (2, "")
+
+
+def test_a_restore_finishes_when_its_output_is_closed(tmp_path: Path) -> None:
+    tree(tmp_path / "docs", {f"file{index:04}.txt": "d" for index in range(FILES // 4)})
+    ini(tmp_path / "backups.ini", "[docs]\nsource = docs\nreplica = mirror\ncreate_replica = yes\n")
+    backup = [str(INV), "-r", str(REPO), "backup", "-p", "docs", "-q"]
+    assert subprocess.run(backup, cwd=tmp_path, env=inv_env(), check=False).returncode == 0
+
+    code, err = run_with_closed_pipe(
+        [str(INV), "-r", str(REPO), "restore", "-p", "docs", "--to", "back", "-v"],
+        "before",
+        tmp_path,
+        inv_env(),
+    )
+
+    assert (code, err) == (0, "")
+    assert files_of(tmp_path / "back") == files_of(tmp_path / "docs")

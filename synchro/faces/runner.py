@@ -51,6 +51,7 @@ from ..pipeline.roots import check_roots
 from .api import Synchro
 from .config import Config, PairConfig, PairProblem
 from .loop import Job, Sleep, run_jobs
+from .pipes import closed_pipe_ends_output
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,9 @@ def restore(
 
     def emit(line: str) -> None:
         if verbose or not line.startswith("RESTORED "):
-            print(line, file=out)
+            # A reader that went away (``| head``) stops the lines, not the restore.
+            with closed_pipe_ends_output():
+                print(line, file=out)
 
     report = restore_into(
         pair.replica,
@@ -356,7 +359,8 @@ def restore(
         force=force,
         emit=emit,
     )
-    print(report.summary(), file=out)
+    with closed_pipe_ends_output():
+        print(report.summary(), file=out)
     return report
 
 
