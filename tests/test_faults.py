@@ -42,6 +42,7 @@ from treeutil import (
     build,
     log_lines,
     log_messages,
+    normal,
     set_mtime,
     snapshot,
     strip_stamp,
@@ -274,7 +275,6 @@ def test_a_signal_at_any_point_stops_cleanly_and_releases_the_lock(
 
     code, said = (130, "interrupted") if signum == signal.SIGINT else (143, "terminated")
     assert child.returncode == code
-    assert err == f"synchro: {said}\n"
     assert temporaries(pair.rep) == []  # removed on the way out, not left for the next run
     assert_no_torn_entry(pair.rep, old, new)
     messages = log_messages(pair.logs)
@@ -285,6 +285,12 @@ def test_a_signal_at_any_point_stops_cleanly_and_releases_the_lock(
     assert messages[stopped + 2 :] == (
         [f"INTERRUPTED ongoing mode stopped by {by}"] if mode == "ongoing" else []
     )
+    # Quiet, the stop is still said on stderr: the log's lines about it, then the command's.
+    lines = err.splitlines()
+    assert lines[-1] == f"synchro: {said}"
+    assert [normal(strip_stamp(line)) for line in lines[-len(messages) + stopped - 1 : -1]] == messages[
+        stopped:
+    ]
 
     assert_converges(pair)  # the lock was released: the next run takes it
 
@@ -542,10 +548,13 @@ def test_an_unwritable_log_folder_is_one_warning_and_the_run_goes_on(
 
     assert child.code == 0
     assert len(os.listdir(pair.rep)) == 700
-    err = capfd.readouterr().err
-    assert err == (
-        f"synchro: warning: cannot write the log in {logs}/LOGS: Permission denied; the run goes on without it\n"
+    err = capfd.readouterr().err.splitlines()
+    assert err[0] == (
+        f"synchro: warning: cannot write the log in {logs}/LOGS: Permission denied; the run goes on without it"
     )
+    # Quiet, a WARNING still reaches stderr (with its run's START): the status file could not be written either.
+    assert [strip_stamp(line).split(" ")[0] for line in err[1:]] == ["START", "WARNING"]
+    assert strip_stamp(err[2]) == f"WARNING status file {logs}/LOGS/status.json: Permission denied"
     assert os.listdir(logs / "LOGS") == []
 
 
@@ -599,8 +608,28 @@ def test_a_closed_console_never_stops_the_run(pair: Pair, capsys: pytest.Capture
     assert report.exit_code == 0
     assert_mirror(pair.src, pair.rep)
     assert log_messages(pair.logs)[-1] == summary(added=50, nbytes=50)
+    assert capsys.readouterr().err == ""  # a reader that went away is no problem to report
+
+
+def test_a_console_that_fails_is_one_warning_and_the_run_goes_on(
+    pair: Pair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unlike a closed pipe, a console that fails (a full disk under ``> file``) is said once."""
+    build(pair.src, {f"f{index}": "x" for index in range(50)})
+
+    class FullDisk(io.StringIO):
+        def write(self, text: str) -> int:
+            if self.tell() > 100:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(text)
+
+    report = synchro.mirror(pair.src, pair.rep, logpath=pair.logs, console=FullDisk())
+
+    assert report.exit_code == 0
+    assert log_messages(pair.logs)[-1] == summary(added=50, nbytes=50)
     assert capsys.readouterr().err == (
-        "synchro: warning: cannot write to the console: Broken pipe; the log file still gets every line\n"
+        "synchro: warning: cannot write to the console: No space left on device; "
+        "the log file still gets every line\n"
     )
 
 
