@@ -184,6 +184,11 @@ def command() -> NoReturn:
     """
     try:
         code = main()
+    except BrokenPipeError:
+        # Printed into a pipe already closed (``synchro --version | true``):
+        # only the help and the version print directly, a run's console
+        # drops a closed pipe itself (see synchro.faces.pipes).
+        code = ExitCode.OK
     finally:
         # A reader that stopped reading (``synchro ... | head``): a quiet end.
         settle()
