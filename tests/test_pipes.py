@@ -81,6 +81,23 @@ def test_a_failed_run_keeps_its_exit_code_when_its_output_is_closed(pair: Pair) 
     assert (code, err) == (3, "")
 
 
+def test_a_verification_finishes_when_its_output_is_closed(pair: Pair) -> None:
+    build(pair.src, {f"file{index:05}.txt": "x" for index in range(FILES)})
+    first = [*synchro_command(), str(pair.src), str(pair.rep), "24", str(pair.logs), "--once", "-q"]
+    assert subprocess.run(first, env=child_env(), check=False).returncode == 0
+    for index in range(0, FILES, 2):
+        os.unlink(pair.rep / f"file{index:05}.txt")  # a difference for every other file
+
+    code, err = run_with_closed_pipe(
+        [*synchro_command(), str(pair.src), str(pair.rep), "24", str(pair.logs), "--verify"],
+        "before",
+        pair.root,
+        child_env(),
+    )
+
+    assert (code, err) == (1, "")  # the replica differs: the verification's own code
+
+
 @pytest.mark.parametrize("args", [["-h"], ["--version"]], ids=["help", "version"])
 def test_help_into_a_closed_pipe_is_quiet(tmp_path: Path, args: list[str]) -> None:
     code, err = run_with_closed_pipe([*synchro_command(), *args], "before", tmp_path, child_env())
