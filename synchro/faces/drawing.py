@@ -30,7 +30,12 @@ MARGIN = 4
 
 
 class BinaryBar(_Tqdm):
-    """A tqdm bar whose byte counts and rate are in binary units (``done``, ``size``, ``speed``)."""
+    """A tqdm bar that also shows bytes: ``done``, ``size`` and ``speed`` in binary units.
+
+    The bar's own count (``n`` of ``total``) is whatever the caller
+    measures progress in; the bytes are set by the caller in
+    :attr:`bytes_done` and :attr:`bytes_total`.
+    """
 
     # No monitor thread: a thread alive in this process would keep the next
     # cycle from sharing its work with a forked helper (see
@@ -38,16 +43,21 @@ class BinaryBar(_Tqdm):
     # are not updated for many seconds, which ours redraws itself.
     monitor_interval = 0
 
+    def __init__(self, *, bytes_done: int, bytes_total: int, **options: Any) -> None:
+        # Set before tqdm draws the bar for the first time (in its __init__).
+        self.bytes_done = self.bytes_before = bytes_done  # those before: not part of the speed
+        self.bytes_total = bytes_total
+        super().__init__(**options)
+
     @property
     def format_dict(self) -> MutableMapping[str, Any]:
         fields = super().format_dict
         if fields.get("ncols"):
             fields["ncols"] = max(fields["ncols"] - MARGIN, 20)
-        done, elapsed = fields["n"] - fields["initial"], fields["elapsed"]
-        rate = fields["rate"] or (done / elapsed if elapsed else 0)
-        fields["done"] = human_bytes(fields["n"])
-        fields["size"] = human_bytes(fields["total"] or 0)
-        fields["speed"] = f"{human_bytes(int(rate))}/s" if rate else "?/s"
+        elapsed, moved = fields["elapsed"], self.bytes_done - self.bytes_before
+        fields["done"] = human_bytes(self.bytes_done)
+        fields["size"] = human_bytes(self.bytes_total)
+        fields["speed"] = f"{human_bytes(int(moved / elapsed))}/s" if elapsed and moved else "?/s"
         return fields
 
     def wipe(self) -> None:

@@ -15,6 +15,9 @@ What a bar promises:
 - it counts what it says: every entry of the plan once it is done (both
   processes' when a run is shared), and bytes as they are written, large
   files chunk by chunk (see :mod:`synchro.pipeline.apply`);
+- its percentage (and so the time left) is the smaller of the two shares
+  done, entries and bytes: thousands of small files left after the large
+  ones do not show as "99%, 00:00 left";
 - sizes and rates are in binary units, as the result lines say them
   (KiB, MiB, GiB);
 - it ends cleared: when the run ends, is interrupted or fails, the line it
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 
 DELAY = 0.5  # seconds before a bar is drawn
 REFRESH = 0.1  # seconds between two redraws of a bar
+TICKS = 10_000  # the bar's own count: the share done, in ten-thousandths
 
 
 class Bar:
@@ -83,9 +87,10 @@ class Bar:
             return
         try:
             bar.set_description_str(self._describe(), refresh=False)
+            bar.bytes_done = self._bytes
             # tqdm redraws at most every REFRESH seconds (miniters=0: also
-            # when only the entries moved, with no byte written meanwhile).
-            bar.update(nbytes if self._by_bytes else entries)
+            # when the share done has not moved since).
+            bar.update(max(0, self._share() - bar.n))
         except OSError:
             self._stop()
 
@@ -114,13 +119,21 @@ class Bar:
     def _describe(self) -> str:
         return f"{self._entries}/{self._total_entries} entries"
 
+    def _share(self) -> int:
+        """The share done, in TICKS: the smaller of the entries' and the bytes'."""
+        entries = self._entries / self._total_entries if self._total_entries else 1.0
+        nbytes = self._bytes / self._total_bytes if self._total_bytes else 1.0
+        return int(min(entries, nbytes, 1.0) * TICKS)
+
     def _draw(self) -> None:
         from .drawing import BYTES_FORMAT, ENTRIES_FORMAT, BinaryBar  # only a drawn bar loads tqdm
 
         try:
-            self._drawn = BinaryBar(
-                total=self._total_bytes if self._by_bytes else self._total_entries,
-                initial=self._bytes if self._by_bytes else self._entries,
+            bar = BinaryBar(
+                bytes_done=self._bytes,
+                bytes_total=self._total_bytes,
+                total=TICKS,
+                initial=self._share(),
                 desc=self._describe(),
                 bar_format=BYTES_FORMAT if self._by_bytes else ENTRIES_FORMAT,
                 file=self._console.stream,
@@ -133,6 +146,8 @@ class Bar:
             )
         except OSError:
             self._stopped = True
+            return
+        self._drawn = bar
 
     def _stop(self) -> None:
         self._stopped = True
