@@ -117,6 +117,7 @@ def inv_env() -> dict[str, str]:
 def four_pairs(tmp_path: Path) -> Path:
     for name in "abcd":
         tree(tmp_path / name, {f"file{index:04}.txt": name for index in range(FILES // 4)})
+    (tmp_path / "mirror").mkdir()  # the drive: create_replica makes only the last folder
     return ini(
         tmp_path / "backups.ini",
         "[DEFAULT]\ncreate_replica = yes\n"

@@ -182,6 +182,7 @@ def inv(tmp_path: Path) -> Inv:
 def test_the_tasks_quiet_backup_says_a_failure_and_nothing_else(inv: Inv, tmp_path: Path) -> None:
     tree(tmp_path / "docs", {"a.txt": "a"})
     tree(tmp_path / "photos", {f"p{index:02}.jpg": "p" for index in range(12)})
+    (tmp_path / "mirror").mkdir()  # the drive: create_replica makes only the last folder
     ini(
         tmp_path / "backups.ini",
         "[DEFAULT]\ncreate_replica = yes\n[docs]\nsource = docs\nreplica = mirror/docs\n"
