@@ -27,6 +27,17 @@ from typing import Any
 
 import pytest
 
+# Real exFAT, FAT32 and case-folding ext4 replicas (session-wide images).
+from fsfixtures import (  # noqa: F401
+    casefold,
+    casefold_volume,
+    exfat,
+    exfat_volume,
+    exfat_volume_for_nobody,
+    vfat,
+    vfat_volume,
+)
+
 import synchro
 from synchro import Report
 from synchro.pipeline.helper import ENV, Helper
