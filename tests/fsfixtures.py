@@ -42,6 +42,7 @@ class Volume:
     kind: str  # "exfat", "vfat", "casefold-ext4"
     mount_point: Path
     driver: str  # "kernel", "exfat-fuse", "fusefat"
+    command: tuple[str, ...] = ()  # mounts it, given the mount point as last argument
     _names: Iterator[int] = field(default_factory=itertools.count)
 
     def folder(self) -> Path:
@@ -49,6 +50,12 @@ class Volume:
         path = self.mount_point / f"t{next(self._names)}"
         path.mkdir()
         return path
+
+    def remount(self) -> None:
+        """Unmount and mount again: what was only in the driver's memory is gone."""
+        _umount(self.mount_point)
+        result = _run(*self.command, str(self.mount_point))
+        assert result.returncode == 0, f"cannot mount {self.kind} again: {_last_line(result)}"
 
 
 def _kernel_has(fs_type: str) -> bool:
@@ -108,9 +115,13 @@ def _mounted(mount_point: Path, what: str, *command: str) -> Iterator[None]:
     try:
         yield
     finally:
-        if _run("umount", str(mount_point)).returncode != 0:
-            # A FUSE daemon that died leaves a mount only a lazy unmount removes.
-            _run("umount", "--lazy", str(mount_point))
+        _umount(mount_point)
+
+
+def _umount(mount_point: Path) -> None:
+    if _run("umount", str(mount_point)).returncode != 0:
+        # A FUSE daemon that died leaves a mount only a lazy unmount removes.
+        _run("umount", "--lazy", str(mount_point))
 
 
 def _fuse_ready() -> None:
@@ -132,7 +143,7 @@ def _exfat(tmp: Path, options: str = "") -> Iterator[Volume]:
             driver, command = "exfat-fuse", ["mount.exfat-fuse", *opts, device]
         mount_point = tmp / "exfat"
         with _mounted(mount_point, f"exFAT ({driver})", *command):
-            yield Volume("exfat", mount_point, driver)
+            yield Volume("exfat", mount_point, driver, tuple(command))
 
 
 @pytest.fixture(scope="session")
@@ -163,7 +174,7 @@ def vfat_volume(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Volume]:
             _image(tmp, "vfat.img", "mkfs.vfat", "-F", "32") as device,
             _mounted(mount_point, "FAT32 (kernel)", "mount", "-t", "vfat", device),
         ):
-            yield Volume("vfat", mount_point, "kernel")
+            yield Volume("vfat", mount_point, "kernel", ("mount", "-t", "vfat", device))
         return
     _need("fusefat")
     _fuse_ready()
@@ -171,7 +182,7 @@ def vfat_volume(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Volume]:
         _image(tmp, "vfat.img", "mkfs.vfat", "-F", "32") as device,
         _mounted(mount_point, "FAT32 (fusefat)", "fusefat", "-o", "rw+", device),
     ):
-        yield Volume("vfat", mount_point, "fusefat")
+        yield Volume("vfat", mount_point, "fusefat", ("fusefat", "-o", "rw+", device))
 
 
 @pytest.fixture
@@ -190,7 +201,7 @@ def casefold_volume(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Volume
         _image(tmp, "ext4.img", "mkfs.ext4", "-q", "-O", "casefold") as device,
         _mounted(mount_point, "ext4 with casefold", "mount", "-t", "ext4", device),
     ):
-        yield Volume("casefold-ext4", mount_point, "kernel")
+        yield Volume("casefold-ext4", mount_point, "kernel", ("mount", "-t", "ext4", device))
 
 
 @pytest.fixture
