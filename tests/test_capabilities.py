@@ -66,6 +66,9 @@ def test_full_posix_keeps_everything() -> None:
     assert FULL_POSIX.name_key("A.txt") == "A.txt"
     assert FULL_POSIX.name_problem("a:b") is None
     assert FULL_POSIX.name_problem(os.fsdecode(b"bad\xff")) is None
+    assert FULL_POSIX.holds_every_name
+    assert not EXFAT.holds_every_name
+    assert not FULL_POSIX._replace(max_name_bytes=100).holds_every_name
 
 
 def test_cannot_keep_says_what_is_lost_in_words() -> None:

@@ -73,6 +73,11 @@ class Capabilities(NamedTuple):
             lost.append("names that are not UTF-8")
         return lost
 
+    @property
+    def holds_every_name(self) -> bool:
+        """No name a Linux source can have is refused (so :meth:`name_problem` need not be asked)."""
+        return not self.forbidden_chars and not self.utf8_only and self.max_name_bytes >= 255
+
     def name_key(self, name: str) -> str:
         """The key under which this replica files ``name``: equal keys are one name here.
 
