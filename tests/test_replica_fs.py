@@ -257,6 +257,21 @@ def test_names_the_drive_cannot_hold_fail_alone(backup: Backup) -> None:
         assert files_of(backup.rep) == {"fine.txt": "ok", "sub/ok.txt": "ok"}
 
 
+def test_links_the_drive_cannot_hold_are_skipped_with_the_reason(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "alpha", "sub/b.txt": "beta"})
+    os.symlink("a.txt", backup.src / "link")
+    os.symlink("../a.txt", backup.src / "sub" / "up")
+    for _ in range(2):
+        run = backup()
+        assert run.code == 0, run.lines
+        assert sorted(run.starting("SKIPPED ")) == [
+            "SKIPPED link: the replica's file system (exfat) cannot hold symbolic links",
+            "SKIPPED sub/up: the replica's file system (exfat) cannot hold symbolic links",
+        ]
+        assert files_of(backup.rep) == {"a.txt": "alpha", "sub/b.txt": "beta"}
+    assert run.changes == []
+
+
 # --- a user's run, a user's drive --------------------------------------------------------
 
 
