@@ -297,6 +297,29 @@ def test_a_users_run_onto_a_drive_mounted_for_them(tmp_path: Path, exfat_volume_
     assert all("permissions" in line and "owners" not in line for line in warnings)
 
 
+def test_a_users_run_onto_a_drive_mounted_for_root(tmp_path: Path, exfat: Path) -> None:
+    # Every entry there is root's: the user may write data but set no time
+    # nor mode. Files are then compared by size, and the warning says so.
+    src, logs = tmp_path / "src", tmp_path / "logs"
+    src.mkdir()
+    logs.mkdir()
+    make_tree(src, TREE)
+    chown_tree(src, NOBODY)
+    os.chown(logs, NOBODY, NOBODY)
+    for folder in (src, exfat, logs):
+        open_to_others(folder)
+    first = mirror_as_nobody(src, exfat, logpath=logs)
+    assert first.code == 0, first.payload
+    assert files_of(exfat) == TREE
+    second = mirror_as_nobody(src, exfat, logpath=logs)
+    assert second.code == 0, second.payload
+    assert second.payload["counts"] | {"untouched": 0} == dict.fromkeys(second.payload["counts"], 0)
+    log = "\n".join(path.read_text(encoding="utf-8") for path in (logs / "LOGS").glob("LOG-*.txt"))
+    warnings = [line for line in log.splitlines() if " WARNING " in line]
+    assert len(warnings) == 2  # one per run
+    assert all("modification times" in line for line in warnings)
+
+
 # --- replicas that hold everything: nothing changes ----------------------------------------
 
 
