@@ -297,9 +297,11 @@ def test_a_users_run_onto_a_drive_mounted_for_them(tmp_path: Path, exfat_volume_
     assert all("permissions" in line and "owners" not in line for line in warnings)
 
 
-def test_a_users_run_onto_a_drive_mounted_for_root(tmp_path: Path, exfat: Path) -> None:
+def test_a_users_run_onto_a_drive_mounted_for_root(tmp_path: Path, exfat: Path, exfat_volume: Volume) -> None:
     # Every entry there is root's: the user may write data but set no time
     # nor mode. Files are then compared by size, and the warning says so.
+    if exfat_volume.driver == "kernel":
+        pytest.skip("the kernel's exfat refuses other users' writes at all (mode 0755)")
     src, logs = tmp_path / "src", tmp_path / "logs"
     src.mkdir()
     logs.mkdir()
