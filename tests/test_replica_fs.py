@@ -12,6 +12,7 @@ cron backs them up.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -24,6 +25,8 @@ from conftest import NOBODY, child_env, chown_tree, mirror_as_nobody, open_to_ot
 from fsfixtures import Volume
 
 import synchro
+from synchro.features.verify import run_verify
+from synchro.options import make_options
 
 REPO = Path(__file__).resolve().parents[1]
 INV = Path(sys.executable).parent / "inv"
@@ -82,10 +85,7 @@ class Backup:
                 [*synchro_command(), "--once", str(self.src), str(self.rep), "24", str(self.logs)], processes
             )
         elif self.face == "tasks":
-            config = self.logs / "backups.ini"
-            config.write_text(
-                f"[usb]\nsource = {self.src}\nreplica = {self.rep}\nlogpath = {self.logs}\n", encoding="utf-8"
-            )
+            config = self._config()
             code = self._child(
                 [str(INV), "-r", str(REPO), "backup", "--pair", "usb", "--config", str(config)], processes
             )
@@ -97,12 +97,39 @@ class Backup:
         assert f"exit={code}" in lines[-1]
         return Run(code, lines)
 
+    def verify(self) -> tuple[int, list[str]]:
+        """Verify the pair through the same face: (exit code, the lines it printed)."""
+        if self.face == "command":
+            result = self._run_child(
+                [*synchro_command(), "--once", "--verify", str(self.src), str(self.rep), "24", str(self.logs)]
+            )
+        elif self.face == "tasks":
+            config = self._config()
+            result = self._run_child(
+                [str(INV), "-r", str(REPO), "verify", "--pair", "usb", "--config", str(config)]
+            )
+        else:
+            console = io.StringIO()
+            report = run_verify(self.src, self.rep, make_options(), logpath=self.logs, console=console)
+            return int(report.exit_code), console.getvalue().splitlines()
+        return result.returncode, result.stdout.splitlines()
+
+    def _config(self) -> Path:
+        config = self.logs / "backups.ini"
+        config.write_text(
+            f"[usb]\nsource = {self.src}\nreplica = {self.rep}\nlogpath = {self.logs}\n", encoding="utf-8"
+        )
+        return config
+
     def _child(self, command: list[str], processes: str) -> int:
+        return self._run_child(command, processes).returncode
+
+    def _run_child(self, command: list[str], processes: str = "2") -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in child_env().items() if not k.startswith(("SYNCHRO_", "INVOKE_"))}
         env["SYNCHRO_PROCESSES"] = processes
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert "Traceback" not in result.stderr, result.stderr
-        return result.returncode
+        return result
 
     def _log_lines(self) -> list[str]:
         lines = []
@@ -198,6 +225,23 @@ def test_a_real_change_is_still_seen(backup: Backup) -> None:
     assert run.code == 0
     assert run.changes == ["OVERWRITTEN a.txt"]
     assert (backup.rep / "a.txt").read_text(encoding="utf-8") == "ALPHA"
+
+
+def test_verify_after_a_run_finds_the_replica_exact(backup: Backup) -> None:
+    make_tree(backup.src, TREE, MODES)
+    os.symlink("a.txt", backup.src / "link")  # skipped by the run: not missing either
+    assert backup().code == 0
+    code, lines = backup.verify()
+    assert code == 0, lines
+    assert (
+        lines[-1].startswith("SUMMARY ") and " missing=0 extra=0 content=0 metadata=0 failed=0 " in lines[-1]
+    )
+    # It still reads every byte: a flipped byte on the drive is found.
+    (backup.rep / "notes" / "b.txt").write_text("BETA", encoding="utf-8")
+    os.utime(backup.rep / "notes" / "b.txt", ns=(T0, (backup.src / "notes" / "b.txt").stat().st_mtime_ns))
+    code, lines = backup.verify()
+    assert code == 1
+    assert [line for line in lines if line.startswith("CONTENT ")] != []
 
 
 def test_names_that_differ_only_in_case_fail_one_and_never_flip(backup: Backup) -> None:
