@@ -12,9 +12,9 @@ from pathlib import Path
 from treeutil import assert_mirror, assert_rsync_clean
 
 from synchro import ExitCode, mirror
-from synchro.pipeline.apply import BACKGROUND_MIN_SIZE
+from synchro.endpoints.local.replica import LOCAL
 
-BIG = BACKGROUND_MIN_SIZE * 3
+BIG = LOCAL.in_flight_min_size * 3
 
 
 def make_big(path: Path, seed: int) -> None:

@@ -63,7 +63,7 @@ MiB = 1 << 20
 # The child: runs synchro (API or command) with a hook that stops at one point.
 CHILD = r"""
 import json, os, sys
-import synchro, synchro.pipeline.engine, synchro.pipeline.walk
+import synchro, synchro.pipeline.engine, synchro.endpoints.local.tree
 from synchro import Hooks
 
 args = json.loads(sys.argv[1])
@@ -87,14 +87,14 @@ def during_copy(action, copied):  # in the middle of one file's copy
         wait_for_parent(f"COPYING {action.path} {copied}")
 
 if stop["op"] == "SCAN":  # while listing the Nth folder of the plan
-    real_list = synchro.pipeline.walk._list
-    def slow_list(stack, rel):
+    real_list = synchro.endpoints.local.tree.LocalTree.list
+    def slow_list(tree, rel):
         global seen
         if seen == stop["n"]:
             wait_for_parent(f"SCAN {rel}")
         seen += 1
-        return real_list(stack, rel)
-    synchro.pipeline.walk._list = slow_list
+        return real_list(tree, rel)
+    synchro.endpoints.local.tree.LocalTree.list = slow_list
 hooks = Hooks(before_action=before_action, during_copy=during_copy)
 
 if "cli" in args:

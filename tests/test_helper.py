@@ -34,7 +34,8 @@ import synchro
 import synchro.endpoints.local.filecopy
 import synchro.pipeline.engine
 import synchro.pipeline.helper
-from synchro.endpoints.local.fds import DirStack, open_root
+from synchro.endpoints.local.fds import open_root
+from synchro.endpoints.local.tree import LocalTree
 from synchro.errors import ExitCode
 from synchro.options import make_options
 from synchro.pipeline.helper import ENV, Helper
@@ -373,7 +374,7 @@ def plan_here(pair: Pair, units: list[list[Step]]) -> Plan:
     plan = Plan()
     src_fd, rep_fd = open_root(str(pair.src)), open_root(str(pair.rep))
     try:
-        walk = Walk(DirStack(src_fd), DirStack(rep_fd), PlanRules(keep_owner=True), plan)
+        walk = Walk(LocalTree(src_fd), LocalTree(rep_fd), PlanRules(keep_owner=True), plan)
         for unit in units:
             walk.run(unit)
     finally:

@@ -30,9 +30,10 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from ..endpoints.base import SourceChanged, SourceVanished
 from ..endpoints.local.fds import DIR_FLAGS, DirStack, open_root
 from ..endpoints.local.fdtree import join, lookup, make_folder, remove_tree
-from ..endpoints.local.filecopy import SourceChanged, SourceVanished, copy_file, copy_link, set_folder_meta
+from ..endpoints.local.filecopy import copy_file, copy_link, set_folder_meta
 from ..endpoints.local.scan import Kind, Meta, describe, list_folder
 from ..errors import ConfigError, ExitCode
 from ..pipeline.lock import ReplicaLock

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
+from ..endpoints.base import TEMP_PREFIX
 from ..endpoints.local.fds import DirStack, open_root
 from ..endpoints.local.filecopy import CHUNK, READ_FLAGS
 from ..endpoints.local.scan import Kind, Listing, Meta, describe, list_folder, meta_of
@@ -46,7 +47,7 @@ from ..options import MirrorOptions
 from ..pipeline.exclude import Excluder
 from ..pipeline.lock import ReplicaLock
 from ..pipeline.log import escape, log_dir
-from ..pipeline.plan import TEMP_PREFIX, same_time
+from ..pipeline.plan import same_time
 from ..pipeline.roots import check_roots
 
 if TYPE_CHECKING:

@@ -59,14 +59,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
+from ..endpoints.base import TEMP_PREFIX, SourceChanged, SourceVanished
 from ..endpoints.local.fds import DIR_FLAGS, DirStack, open_root
 from ..endpoints.local.fdtree import lookup, make_folder, remove_tree, tree_size
-from ..endpoints.local.filecopy import SourceChanged, SourceVanished, copy_file, copy_link, set_folder_meta
+from ..endpoints.local.filecopy import copy_file, copy_link, set_folder_meta
 from ..endpoints.local.scan import Kind, Meta, describe, meta_of
 from ..errors import ConfigError
 from ..options import KeepVersions, MirrorOptions
 from ..pipeline.log import escape
-from ..pipeline.plan import TEMP_PREFIX, Action, Op
+from ..pipeline.plan import Action, Op
 
 VERSION_FORMAT = "%Y-%m-%d_%H%M%S"
 VERSION_NAME = re.compile(r"(\d{4})-(\d{2})-(\d{2})_(\d{2})(\d{2})(\d{2})")
@@ -160,8 +161,11 @@ class Keeper:
         clock: Clock = datetime.now,
         keep_owner: bool = False,
         fresh: bool = False,
+        replica: DirStack | None = None,
     ) -> None:
         self.root = root  # resolved by synchro.pipeline.roots.check_versions
+        # The replica's folders, as the run holds them open: what is kept comes from there.
+        self._replica = replica
         self.retention = retention
         self._emit = emit
         self._clock = clock
@@ -194,7 +198,7 @@ class Keeper:
 
     # --- keeping ------------------------------------------------------------------------------
 
-    def keep(self, rep: DirStack, action: Action) -> None:
+    def keep(self, action: Action) -> None:
         """Keep the replica entry of ``action`` in the run folder.
 
         Afterwards a deleted entry (DELETE, RMDIR) is gone from the replica;
@@ -205,6 +209,8 @@ class Keeper:
         retries a read-only folder); errors on the versions side are
         :class:`KeepError`. Either way the replica entry stays in place.
         """
+        rep = self._replica
+        assert rep is not None, "a keeper that keeps is made with the replica's folders"
         is_folder = action.op is Op.RMDIR
         name = action.name
         try:
@@ -527,17 +533,25 @@ def make_keeper(
     *,
     clock: Clock = datetime.now,
     keep_owner: bool = False,
-    replica_fd: int | None = None,
+    replica: DirStack | None = None,
 ) -> Keeper | None:
     """The keeper of one run: None without a versions folder, or for a dry run (which moves nothing).
 
-    ``replica_fd`` is the replica folder before the run (-1: not there):
-    into an empty one, the run's additions are one record (or none).
+    ``replica`` holds the replica's folders open, before the run: into an
+    empty one, the run's additions are one record (or none).
     """
     if versions is None or options.dry_run:
         return None
-    fresh = replica_fd is not None and (replica_fd < 0 or _is_empty(replica_fd))
-    return Keeper(versions, options.keep_versions, emit, clock=clock, keep_owner=keep_owner, fresh=fresh)
+    fresh = replica is not None and _is_empty(replica.fd(""))
+    return Keeper(
+        versions,
+        options.keep_versions,
+        emit,
+        clock=clock,
+        keep_owner=keep_owner,
+        fresh=fresh,
+        replica=replica,
+    )
 
 
 def _is_empty(dir_fd: int) -> bool:

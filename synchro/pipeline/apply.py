@@ -9,26 +9,20 @@ done, and nothing is changed.
 from __future__ import annotations
 
 import errno
-import os
-import stat
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ..endpoints.local.fds import DirStack
-from ..endpoints.local.filecopy import (
-    SMALL_FILE,
+from ..endpoints.base import (
+    SMALL_COPY,
+    CopyJob,
+    Kind,
     OnChunk,
-    Opener,
+    Replica,
+    Source,
     SourceChanged,
     SourceVanished,
-    copy_file,
-    copy_link,
-    default_opener,
-    same_content,
-    set_attrs,
-    set_folder_meta,
+    describe,
 )
-from ..endpoints.local.scan import Kind, describe, kind_of
 from .log import escape
 from .plan import Action, Op
 from .report import Report
@@ -62,7 +56,7 @@ class Keeper(Protocol):
     (:class:`synchro.features.versions.Keeper`); a deleted one is gone afterwards.
     Told of each entry made where there was none, right after."""
 
-    def keep(self, rep: DirStack, action: Action) -> None: ...
+    def keep(self, action: Action) -> None: ...
 
     def added(self, action: Action) -> None: ...
 
@@ -76,10 +70,10 @@ class ApplyContext:
         "dry_run",
         "during_copy",
         "emit",
+        "keep_mode",
         "keep_owner",
         "keeper",
         "list_untouched",
-        "opener",
         "progress",
         "rep",
         "report",
@@ -89,14 +83,14 @@ class ApplyContext:
 
     def __init__(
         self,
-        src: DirStack,
-        rep: DirStack,
+        src: Source,
+        rep: Replica,
         report: Report,
         emit: Emit,
         *,
         dry_run: bool = False,
         keep_owner: bool = False,
-        opener: Opener = default_opener,
+        keep_mode: bool = True,
         before_action: BeforeAction | None = None,
         during_copy: DuringCopy | None = None,
         progress: Progress | None = None,
@@ -108,8 +102,11 @@ class ApplyContext:
         self.report = report
         self.emit = emit
         self.dry_run = dry_run
+        # What is compared and said changed (the replica attempts the same):
+        # owners when root on a replica that holds them, permission bits
+        # where it holds them.
         self.keep_owner = keep_owner
-        self.opener = opener
+        self.keep_mode = keep_mode
         self.before_action = before_action
         self.during_copy = during_copy
         self.progress = progress
@@ -159,13 +156,6 @@ def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
             background.close()
 
 
-# Files this large are copied by a small pool of threads: the kernel does
-# the copy (copy_file_range releases the GIL), so two cores copy two files at
-# once. Small files are not worth it: the hand-offs cost more than the copy.
-BACKGROUND_MIN_SIZE = 1 << 20
-BACKGROUND_THREADS = 4
-
-
 # While waiting for a background copy, the bar is told the bytes written
 # so far at this interval.
 PROGRESS_WAIT = 0.1
@@ -209,23 +199,36 @@ class _Written:
 
 def _background_allowed(ctx: ApplyContext) -> bool:
     # Test hooks and version keeping want each action done in order, in full.
-    return not (
-        ctx.dry_run or ctx.keeper is not None or ctx.before_action is not None or ctx.during_copy is not None
+    return (
+        not (
+            ctx.dry_run
+            or ctx.keeper is not None
+            or ctx.before_action is not None
+            or ctx.during_copy is not None
+        )
+        and ctx.rep.concurrency.copies_in_flight > 0
     )
 
 
 class _Background:
-    """Large-file copies running beside the plan, reported in the main thread.
+    """Copies in flight beside the plan, reported in the main thread, in order.
 
-    Each copy works on its own duplicates of the two folder descriptors, so
-    the main thread may move on to other folders. Outcomes are logged by the
-    main thread when a copy ends; one that fails with an OSError is done
+    How many, and which, the replica says (:class:`~synchro.endpoints.base.Concurrency`):
+    a local one, large files only (the kernel copies them without the
+    GIL, so two cores copy two files at once); a remote one, many of any
+    size (each waits for its round trips). Each copy is a
+    :class:`~synchro.endpoints.base.CopyJob` the replica prepares here, so
+    the main thread may move on to other folders. Outcomes are logged by
+    the main thread when a copy ends; one that fails with an OSError is done
     again in the foreground, where the usual error handling (and the retry
     for read-only folders) applies.
     """
 
     def __init__(self, ctx: ApplyContext) -> None:
         self.ctx = ctx
+        concurrency = ctx.rep.concurrency
+        self.threads = concurrency.copies_in_flight
+        self.min_size = concurrency.in_flight_min_size
         self.jobs: list[Job[_Copy]] = []  # every job submitted, in order
         self._next = 0  # jobs before this index are reported
         self._pool: CopyPool[_Copy] | None = None
@@ -233,48 +236,30 @@ class _Background:
     def takes(self, action: Action) -> bool:
         return (
             action.src is not None
-            and action.src.size >= BACKGROUND_MIN_SIZE
+            and action.src.size >= self.min_size
             and not action.check_content
             and not (self.ctx.unmade and action.dir in self.ctx.unmade)
         )
 
     def submit(self, action: Action) -> None:
-        # Imported here: only a run with a large file needs threads (and a run
-        # without them may share its work with a forked helper process).
+        # Imported here: only a run with copies in flight needs threads (and
+        # a run without them may share its work with a forked helper process).
         from ..endpoints.local.pool import CopyPool, Job
 
         if self._pool is None:
-            self._pool = CopyPool(self._copy, BACKGROUND_THREADS, discard=_Copy.close)
+            self._pool = CopyPool(_Copy.run, self.threads, discard=_Copy.discard)
+        written = _Written()
+        told = None if self.ctx.progress is None else _chunks_told(action, self.ctx, written)
         try:
-            src_dir = os.dup(self.ctx.src.fd(action.dir))
+            copy = self.ctx.rep.copy_job(self.ctx.src, action.dir, action.name, told)
         except OSError:
             _carry_out(action, self.ctx)  # reported there
             return
-        try:
-            rep_dir = os.dup(self.ctx.rep.fd(action.dir))
-        except OSError:
-            os.close(src_dir)
-            _carry_out(action, self.ctx)
-            return
-        job = Job(_Copy(action, src_dir, rep_dir, _Written()))
+        job = Job(_Copy(action, copy, written))
         self.jobs.append(job)
         self._pool.submit(job)
-        if len(self.jobs) - self._next > 2 * BACKGROUND_THREADS:
+        if len(self.jobs) - self._next > 2 * self.threads:
             self._finish_next()
-
-    def _copy(self, copy: _Copy) -> int:
-        progress = self.ctx.progress
-        try:
-            return copy_file(
-                copy.src_dir,
-                copy.rep_dir,
-                copy.action.name,
-                keep_owner=self.ctx.keep_owner,
-                opener=self.ctx.opener,
-                on_chunk=None if progress is None else _chunks_told(copy.action, self.ctx, copy.written),
-            )
-        finally:
-            copy.close()
 
     def count_running(self) -> None:
         """Tell the progress the bytes written so far by the copies not reported yet."""
@@ -337,15 +322,21 @@ class _Background:
                 self._report(job, retry=False)
 
 
-class _Copy(NamedTuple):
-    action: Action
-    src_dir: int  # duplicates owned by the copy
-    rep_dir: int
-    written: _Written
+class _Copy:
+    """One action's copy in flight, and what it has written so far."""
 
-    def close(self) -> None:
-        os.close(self.src_dir)
-        os.close(self.rep_dir)
+    __slots__ = ("action", "job", "written")
+
+    def __init__(self, action: Action, job: CopyJob, written: _Written) -> None:
+        self.action = action
+        self.job = job
+        self.written = written
+
+    def run(self) -> int:
+        return self.job.run()
+
+    def discard(self) -> None:
+        self.job.discard()
 
 
 def _carry_out(action: Action, ctx: ApplyContext, *, retry: bool = True) -> None:
@@ -377,37 +368,23 @@ def _carry_out(action: Action, ctx: ApplyContext, *, retry: bool = True) -> None
 def _source_gone(ctx: ApplyContext, action: Action) -> bool:
     """Whether the source entry the action was planned from is gone (or now of another type)."""
     assert action.src is not None
-    # A DIRMETA names its folder by ``dir`` alone: look it up in its parent.
-    parent, _, name = action.path.rpartition("/")
-    if not name:
+    if not action.path:
         return False  # the source root, held open for the whole run
     try:
-        st = os.stat(name, dir_fd=ctx.src.fd(parent), follow_symlinks=False)
+        meta = ctx.src.lookup(action.path)
     except OSError:
         return True
-    return kind_of(st.st_mode) is not action.src.kind
+    return meta is None or meta.kind is not action.src.kind
 
 
 def _make_writable(ctx: ApplyContext, rel: str) -> bool:
-    """Add the owner's write permission to replica folder ``rel``; False if not ours to change.
+    """Let this run write into read-only replica folder ``rel``; False if it cannot.
 
-    A read-only folder of the source is mirrored read-only; without this, a
-    run that is not root could never again change or delete what it holds
-    (rsync does the same). The folder's DIRMETA (planned for every folder
-    with a change, see :func:`synchro.pipeline.plan.plan_folder`) puts its mode back,
-    and a replica-only folder is removed anyway.
+    The folder's DIRMETA (planned for every folder with a change, see
+    :func:`synchro.pipeline.plan.plan_folder`) puts its mode back, and a
+    replica-only folder is removed anyway.
     """
-    if ctx.dry_run:
-        return False
-    try:
-        fd = ctx.rep.fd(rel)
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid() or st.st_mode & stat.S_IWUSR:
-            return False
-        os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
-    except OSError:
-        return False
-    return True
+    return not ctx.dry_run and ctx.rep.make_writable(rel)
 
 
 def _failed(ctx: ApplyContext, action: Action, reason: str) -> None:
@@ -464,13 +441,12 @@ def _apply(action: Action, ctx: ApplyContext) -> None:
             try:
                 # Inside the try: a replica folder removed meanwhile by
                 # someone else has taken its content with it.
-                rep_dir = ctx.rep.fd(action.dir)
                 if ctx.keeper is not None and op is not Op.CLEANUP:
-                    ctx.keeper.keep(ctx.rep, action)  # moved into the versions: the removal
+                    ctx.keeper.keep(action)  # moved into the versions: the removal
                 elif op is Op.RMDIR:
-                    os.rmdir(action.name, dir_fd=rep_dir)
+                    ctx.rep.remove_folder(action.dir, action.name)
                 else:
-                    os.unlink(action.name, dir_fd=rep_dir)
+                    ctx.rep.remove(action.dir, action.name)
             except FileNotFoundError:
                 pass  # already gone: the goal is reached
         if op is not Op.CLEANUP and not action.replaces:
@@ -481,20 +457,19 @@ def _apply(action: Action, ctx: ApplyContext) -> None:
     if op is Op.MKDIR:
         # Opened first (the copies into it need it anyway): a source folder
         # gone since the scan is VANISHED, not created empty in the replica.
-        ctx.src.fd(action.path)
+        ctx.src.check_folder(action.path)
         if not ctx.dry_run:
-            # Owner-only until DIRMETA sets the source's bits after the content.
-            os.mkdir(action.name, 0o700, dir_fd=ctx.rep.fd(action.dir))
+            ctx.rep.make_folder(action.dir, action.name)
         _changed(ctx, action)
         return
     if op is Op.DIRMETA:
         assert action.src is not None
         attrs = action.rep is not None and (
-            action.rep.mode != action.src.mode
+            (ctx.keep_mode and action.rep.mode != action.src.mode)
             or (ctx.keep_owner and (action.rep.uid, action.rep.gid) != (action.src.uid, action.src.gid))
         )
         if not ctx.dry_run:
-            set_folder_meta(ctx.rep.fd(action.path), action.src, keep_owner=ctx.keep_owner)
+            ctx.rep.set_folder_meta(action.path, action.src)
         if attrs:
             ctx.report.overwritten.append(display(action))
             ctx.emit(f"OVERWRITTEN {display(action)} (attributes)")
@@ -503,14 +478,20 @@ def _apply(action: Action, ctx: ApplyContext) -> None:
     if op is Op.LINK:
         if not ctx.dry_run:
             if ctx.keeper is not None and action.rep is not None:
-                ctx.keeper.keep(ctx.rep, action)
-            copy_link(ctx.rep.fd(action.dir), action.name, action.src, keep_owner=ctx.keep_owner)
+                ctx.keeper.keep(action)
+            ctx.rep.copy_link(action.dir, action.name, action.src)
         _changed(ctx, action)
+        return
+    if op is Op.RENAME:
+        if not ctx.dry_run:
+            ctx.rep.rename(action.dir, action.reason, action.name)
+        old = escape(action.reason) + ("/" if action.src.kind is Kind.DIR else "")
+        _changed(ctx, action, f" (renamed from {old})")
         return
     if op is Op.ATTRS:
         if not ctx.dry_run:
             try:
-                set_attrs(ctx.rep.fd(action.dir), action.name, action.src, keep_owner=ctx.keep_owner)
+                ctx.rep.set_file_meta(action.dir, action.name, action.src)
             except PermissionError:
                 # An unreadable replica file cannot be opened to chmod it:
                 # copy it anew instead, which installs the right bits.
@@ -524,12 +505,10 @@ def _apply(action: Action, ctx: ApplyContext) -> None:
 def _copy_unless_same(action: Action, ctx: ApplyContext) -> None:
     """Op.COPY: copy the file, unless --checksum finds the bytes equal."""
     assert action.src is not None
-    if action.check_content and same_content(
-        ctx.src.fd(action.dir), ctx.rep.fd(action.dir), action.name, ctx.opener
-    ):
-        if action.rep is not None and action.rep.mode != action.src.mode:
+    if action.check_content and ctx.rep.same_content(ctx.src, action.dir, action.name):
+        if action.rep is not None and ctx.keep_mode and action.rep.mode != action.src.mode:
             if not ctx.dry_run:
-                set_attrs(ctx.rep.fd(action.dir), action.name, action.src, keep_owner=ctx.keep_owner)
+                ctx.rep.set_file_meta(action.dir, action.name, action.src)
             _changed(ctx, action, " (attributes)")
         else:
             _untouched(ctx, action)
@@ -539,9 +518,9 @@ def _copy_unless_same(action: Action, ctx: ApplyContext) -> None:
 
 def _on_chunk(action: Action, ctx: ApplyContext) -> OnChunk | None:
     """What a copy in this thread tells after each chunk: the test hook, and the
-    progress of a large file (a small one is one kernel call, counted when done)."""
+    progress of a large file (a small one is one quick step, counted when done)."""
     hook, progress = ctx.during_copy, ctx.progress
-    if progress is None or action.op is not Op.COPY or action.src is None or action.src.size <= SMALL_FILE:
+    if progress is None or action.op is not Op.COPY or action.src is None or action.src.size <= SMALL_COPY:
         return None if hook is None else lambda copied: hook(action, copied)
     written, planned = _Written(), action.src.size
     written.told = ctx.counted  # a copy done again after a background one failed
@@ -562,13 +541,6 @@ def _copy(action: Action, ctx: ApplyContext) -> None:
     else:
         # Not for ATTRS copied anew: the bytes are the same, nothing to keep.
         if ctx.keeper is not None and action.rep is not None and action.op is Op.COPY:
-            ctx.keeper.keep(ctx.rep, action)
-        ctx.report.bytes_copied += copy_file(
-            ctx.src.fd(action.dir),
-            ctx.rep.fd(action.dir),
-            action.name,
-            keep_owner=ctx.keep_owner,
-            opener=ctx.opener,
-            on_chunk=_on_chunk(action, ctx),
-        )
+            ctx.keeper.keep(action)
+        ctx.report.bytes_copied += ctx.rep.copy_file(ctx.src, action.dir, action.name, _on_chunk(action, ctx))
     _changed(ctx, action)

@@ -18,20 +18,19 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import NamedTuple
 
-from ..endpoints.local.fds import DirStack, open_root
-from ..endpoints.local.filecopy import Opener, default_opener
-from ..endpoints.local.scan import describe
+from ..endpoints.base import ForkableReplica, ForkableSource, Replica, Source, describe
+from ..endpoints.capabilities import FULL_POSIX, Capabilities
+from ..endpoints.resolve import Opener, default_opener, open_source, replica_at
 from ..errors import ConfigError, ExitCode, ReplicaLocked, stop_code, stopped_by
 from ..options import MirrorOptions
 from .apply import ApplyContext, BeforeAction, DuringCopy, Progress, apply_plan
 from .exclude import Excluder
 from .helper import ApplyPart, Helper, HelperStopped, PlanPart, may_share
-from .lock import ReplicaLock
 from .log import DailyLog, escape
-from .plan import Action, Op, PlanRules
+from .plan import Action, Op, PlanRules, fit_rules
 from .report import Report
 from .roots import Roots, check_roots
-from .walk import Plan, Walk, build_plan, steps_now
+from .walk import Plan, Walk, plan_trees, steps_now
 
 GUARD_SHOWN = 10  # how many of the paths a refused run would delete are logged
 
@@ -107,12 +106,14 @@ def run_cycle(
             "it is left out of the mirror"
         )
 
+    endpoint = replica_at(roots.replica)
     try:
         # A dry run into a replica still to be created writes nothing: no lock.
-        lock = ReplicaLock(roots.replica) if roots.replica_exists else nullcontext()
+        lock = endpoint.lock() if roots.replica_exists else nullcontext()
         with lock, _collector_paused():
             code, message = _mirror(
-                _Cycle(roots, rules, options, log, report, verbose, hooks or Hooks(), progress, clock)
+                _Cycle(roots, rules, options, log, report, verbose, hooks or Hooks(), progress, clock),
+                endpoint,
             )
     except ReplicaLocked as error:
         log.write(f"LOCKED {error}")
@@ -155,9 +156,24 @@ def _rules(roots: Roots, options: MirrorOptions) -> PlanRules:
         checksum=options.checksum,
         modify_window_ns=options.modify_window_ns,
         delete_excluded=options.delete_excluded,
-        keep_owner=os.geteuid() == 0,
+        keep_owner=_as_root(),
         excluded=excluder if excluder else None,
     )
+
+
+def _as_root() -> bool:
+    # Only root can give an entry another owner: other users keep none.
+    return os.geteuid() == 0
+
+
+def _warn_once(holds: Capabilities, *, as_root: bool, log: DailyLog) -> None:
+    """One line per run for what the replica cannot keep; never one per file.
+
+    Owners are named only to root: no other user's run keeps them anywhere.
+    """
+    lost = [word for word in holds.cannot_keep() if as_root or word != "owners"]
+    if lost:
+        log.write(f"WARNING the replica's file system ({holds.fs_type}) cannot keep {', '.join(lost)}")
 
 
 class _Cycle(NamedTuple):
@@ -174,59 +190,64 @@ class _Cycle(NamedTuple):
     clock: Callable[[], datetime]
 
 
-def _mirror(cycle: _Cycle) -> tuple[ExitCode, str]:
-    roots, rules, log, report = cycle.roots, cycle.rules, cycle.log, cycle.report
-    src_fd = rep_fd = -1
+def _mirror(cycle: _Cycle, replica: Replica) -> tuple[ExitCode, str]:
+    roots, log, report = cycle.roots, cycle.log, cycle.report
     try:
-        src_fd = open_root(roots.source)
-        # A dry run into a replica that does not exist yet never opens it.
-        rep_fd = open_root(roots.replica) if roots.replica_exists else -1
+        src = open_source(roots.source, opener=cycle.hooks.opener)
     except OSError as error:
-        if src_fd >= 0:
-            os.close(src_fd)
         return _unreadable(error, roots, report, log)
-    src, rep = DirStack(src_fd), DirStack(rep_fd)
+    try:
+        # A dry run into a replica that does not exist yet never opens it.
+        rep = None
+        if roots.replica_exists:
+            replica.open()
+            rep = replica
+    except OSError as error:
+        src.close()
+        return _unreadable(error, roots, report, log)
+    try:
+        holds = replica.measure(as_root=cycle.rules.keep_owner) if rep is not None else FULL_POSIX
+    except OSError as error:
+        replica.close()
+        src.close()
+        return _unreadable(error, roots, report, log)
+    rules = fit_rules(cycle.rules, holds)
+    _warn_once(holds, as_root=cycle.rules.keep_owner, log=log)
+    cycle = cycle._replace(rules=rules)
     helper = None
     if (
-        rep_fd >= 0
+        rep is not None
+        and replica.concurrency.fork_helper
+        and isinstance(src, ForkableSource)
+        and isinstance(rep, ForkableReplica)
         and roots.versions is None  # one run folder, filled in order
         and cycle.hooks == Hooks()  # test hooks want every action here, in order
         and may_share()
     ):
         helper = Helper(
-            src_fd,
-            rep_fd,
+            src,
+            rep,
             rules,
             _helper_apply(cycle),
             keep_untouched=cycle.verbose,
             before_fork=log.flush_all,
         )
     try:
-        return _plan_and_apply(cycle, src, rep, helper)
+        return _plan_and_apply(cycle, src, rep, replica, helper)
     finally:
         if helper is not None:
             helper.close()
         src.close()
-        rep.close()
-        os.close(src_fd)
-        if rep_fd >= 0:
-            os.close(rep_fd)
+        replica.close()
 
 
 def _plan_and_apply(
-    cycle: _Cycle, src: DirStack, rep: DirStack, helper: Helper | None
+    cycle: _Cycle, src: Source, rep: Replica | None, replica: Replica, helper: Helper | None
 ) -> tuple[ExitCode, str]:
     roots, rules, options, log, report = cycle.roots, cycle.rules, cycle.options, cycle.log, cycle.report
     verbose, hooks, progress_factory = cycle.verbose, cycle.hooks, cycle.progress_factory
     try:
-        plan = build_plan(
-            roots.source,
-            roots.replica,
-            rules,
-            replica_exists=roots.replica_exists,
-            keep_untouched=verbose,
-            share=helper,
-        )
+        plan = plan_trees(src, rep, rules, keep_untouched=verbose, share=helper)
     except OSError as error:
         return _unreadable(error, roots, report, log)
     part = None  # the helper's share of the plan, while it holds one
@@ -250,6 +271,7 @@ def _plan_and_apply(
         started, progress = _start_part(sharing, progress, log)
     keeper = None
     if roots.versions is not None:
+        from ..endpoints.local.replica import LocalReplica  # versions are kept beside a local replica
         from ..features.versions import make_keeper  # only a pair that keeps versions loads it
 
         keeper = make_keeper(
@@ -258,16 +280,16 @@ def _plan_and_apply(
             log.write,
             clock=cycle.clock,
             keep_owner=rules.keep_owner,
-            replica_fd=rep.fd(""),
+            replica=rep.stack if isinstance(rep, LocalReplica) else None,
         )
     ctx = ApplyContext(
         src,
-        rep,
+        replica,  # not opened in a dry run into a replica yet to be made: never written then
         report,
         log.write,
         dry_run=options.dry_run,
         keep_owner=rules.keep_owner,
-        opener=hooks.opener,
+        keep_mode=rules.holds.permissions,
         before_action=hooks.before_action,
         during_copy=hooks.during_copy,
         progress=progress,
@@ -316,7 +338,7 @@ def _helper_apply(cycle: _Cycle) -> ApplyPart:
     log, report, options, rules = cycle.log, cycle.report, cycle.options, cycle.rules
 
     def apply_part(
-        parts: Iterable[list[Action]], src: DirStack, rep: DirStack, progress: Progress | None
+        parts: Iterable[list[Action]], src: Source, rep: Replica, progress: Progress | None
     ) -> tuple[Report, str]:
         console = io.StringIO() if log.console is not None else None
         part_log = log.sibling(console)
@@ -328,6 +350,7 @@ def _helper_apply(cycle: _Cycle) -> ApplyPart:
             part_log.write,
             dry_run=options.dry_run,
             keep_owner=rules.keep_owner,
+            keep_mode=rules.holds.permissions,
             progress=progress,
             list_untouched=cycle.verbose,
         )

@@ -41,8 +41,8 @@ from collections.abc import Callable, Iterable, Iterator
 from types import FrameType, ModuleType
 from typing import NamedTuple, NoReturn
 
+from ..endpoints.base import ForkableReplica, ForkableSource, Replica, Source
 from ..endpoints.local.compiled import load
-from ..endpoints.local.fds import DirStack
 from ..errors import Terminated
 from .apply import Progress
 from .plan import Action, Descend, Op, PlanRules, Step
@@ -61,7 +61,7 @@ ENV = "SYNCHRO_PROCESSES"
 # log and options. The actions come a slice of a sub-tree at a time, so
 # that a sub-tree not started yet can go back to this process (see
 # :meth:`Helper.steal`).
-ApplyPart = Callable[[Iterable[list[Action]], DirStack, DirStack, Progress | None], tuple[Report, str]]
+ApplyPart = Callable[[Iterable[list[Action]], Source, Replica, Progress | None], tuple[Report, str]]
 
 _UNIT, _PLANNED, _APPLY, _STEAL, _STOP = "unit", "planned", "apply", "steal", "stop"
 # Messages are pickles after their length, read whole from raw pipes (so
@@ -115,15 +115,15 @@ class Helper:
 
     def __init__(
         self,
-        src_root: int,
-        rep_root: int,
+        src: ForkableSource,
+        rep: ForkableReplica,
         rules: PlanRules,
         apply_part: ApplyPart,
         *,
         keep_untouched: bool,
         before_fork: Callable[[], None],
     ) -> None:
-        self._roots = (src_root, rep_root)
+        self._trees = (src, rep)
         self._rules = rules
         self._apply_part = apply_part
         self._keep_untouched = keep_untouched
@@ -415,11 +415,10 @@ class Helper:
         try:
             _die_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            src_root, rep_root = self._roots
             # Fresh descriptors below the roots: the parent's are shared with it
             # (the same open files), and two processes listing one folder
             # through a shared descriptor would move each other's position.
-            src, rep = DirStack(src_root), DirStack(rep_root)
+            src, rep = self._trees[0].forked(), self._trees[1].forked()
             plan = Plan()
             walk = Walk(src, rep, self._rules, plan, self._keep_untouched)
             bounds: list[tuple[int, int]] = []  # each sub-tree's slice of plan.actions

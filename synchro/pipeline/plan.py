@@ -17,13 +17,13 @@ list in execution order.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from enum import Enum, IntEnum
 from typing import NamedTuple
 
-from ..endpoints.local.scan import Kind, Listing, Meta
-
-TEMP_PREFIX = ".synchro-tmp-"
+from ..endpoints.base import TEMP_PREFIX, Kind, Listing, Meta
+from ..endpoints.capabilities import FULL_POSIX, Capabilities
 
 
 class Op(IntEnum):
@@ -37,6 +37,7 @@ class Op(IntEnum):
     SKIP = 8  # source entry that is not copied (special file)
     FAIL = 9  # source entry that could not be read during the scan
     CLEANUP = 10  # leftover temporary of an interrupted run
+    RENAME = 11  # respell a replica entry (case only): ``reason`` holds its old name
 
 
 # Action and Descend are immutable records like Meta: NamedTuples, because
@@ -53,7 +54,7 @@ class Action(NamedTuple):
     # new type (not a deletion of data, not counted by the guard).
     replaces: bool = False
     check_content: bool = False  # --checksum: copy only if the bytes differ
-    reason: str = ""
+    reason: str = ""  # SKIP, FAIL: why; RENAME: the replica's spelling before
 
     @property
     def path(self) -> str:
@@ -73,7 +74,10 @@ class Descend(NamedTuple):
     side: Side
     src: Meta | None  # the folder itself in the source
     rep: Meta | None  # the folder itself in the replica
-    replaces: bool = False  # REPLICA side: the name becomes a file or link
+    # REPLICA side: the name becomes a file or link. BOTH side: the replica's
+    # folder is respelled first (RENAME), so the sub-tree stays in the process
+    # that renames it.
+    replaces: bool = False
 
 
 Step = Action | Descend
@@ -86,6 +90,35 @@ class PlanRules(NamedTuple):
     delete_excluded: bool = False
     keep_owner: bool = False  # running as root: owner and group are mirrored too
     excluded: Excluded | None = None
+    # What the replica can hold, measured at the start of the run: only that
+    # is compared (permission bits if it holds them, times at its precision,
+    # names as it tells them apart).
+    holds: Capabilities = FULL_POSIX
+
+
+def fit_rules(rules: PlanRules, holds: Capabilities) -> PlanRules:
+    """The rules for a replica that holds ``holds``: owners are kept only
+    by root (``rules.keep_owner``) on a replica that holds them."""
+    if holds == rules.holds:
+        return rules
+    return rules._replace(keep_owner=rules.keep_owner and holds.owners, holds=holds)
+
+
+def time_window(rules: PlanRules) -> int:
+    """How far apart two modification times may be and still be the same.
+
+    The replica keeps times to its precision (exFAT, SFTP: the second; FAT:
+    two): a time it rounded or cut is the same time. ``--modify-window``
+    widens that, never narrows it (a narrower window would copy every file
+    of such a replica on every run).
+    """
+    if not rules.holds.times:
+        return NEVER_SAME  # times it cannot set at all: sizes alone tell changes
+    return max(rules.modify_window_ns, rules.holds.time_precision_ns - 1)
+
+
+# A window no two times are apart by (about 290 years).
+NEVER_SAME = 1 << 63
 
 
 def join(rel: str, name: str) -> str:
@@ -97,7 +130,7 @@ def same_time(a: int, b: int, window_ns: int) -> bool:
 
 
 def same_attrs(src: Meta, rep: Meta, rules: PlanRules) -> bool:
-    if src.mode != rep.mode:
+    if src.mode != rep.mode and rules.holds.permissions:
         return False
     return not rules.keep_owner or (src.uid == rep.uid and src.gid == rep.gid)
 
@@ -123,7 +156,14 @@ def plan_folder(
     rep_entries = rep.entries if rep is not None else {}
     unreadable = src.errors if src is not None else {}
     excluded = rules.excluded
-    window = rules.modify_window_ns
+    holds = rules.holds
+    window = time_window(rules)
+    # Renames of replica entries to the source's spelling, and source names
+    # the replica cannot hold (see fit_names): none on a POSIX replica.
+    respelled: dict[str, str] = {}
+    if not holds.case_sensitive or not holds.holds_every_name:
+        src_entries, rep_entries, respelled, unfit = fit_names(rel, src_entries, rep_entries, rules)
+        copies.extend(unfit)
     # Source names left out by the patterns: their replica counterpart is
     # judged like a replica-only entry (kept, or deleted with delete_excluded).
     left_out: set[str] = set()
@@ -154,6 +194,12 @@ def plan_folder(
         if name.startswith(TEMP_PREFIX):
             copies.append(Action(Op.SKIP, rel, name, s, r, reason="name reserved for temporaries"))
             continue
+        if s.kind is Kind.LINK and not holds.symlinks:
+            # Like a special file: not copied, and the replica's entry of
+            # that name (if any) is left alone.
+            reason = f"the replica's file system ({holds.fs_type}) cannot hold symbolic links"
+            copies.append(Action(Op.SKIP, rel, name, s, r, reason=reason))
+            continue
         if r is not None and r.kind is not s.kind:
             # The name changes type: free it first. A replica folder is
             # emptied depth first, then removed, before the new entry comes.
@@ -173,13 +219,13 @@ def plan_folder(
                 descents.append(Action(Op.MKDIR, rel, name, s, None))
                 descents.append(Descend(path, Side.SOURCE, s, None))
             else:
-                descents.append(Descend(path, Side.BOTH, s, r))
+                descents.append(Descend(path, Side.BOTH, s, r, replaces=name in respelled))
             continue
         if s.kind is Kind.LINK:
             if r is None:
                 copies.append(Action(Op.LINK, rel, name, s, None))
             elif r.target != s.target or (
-                not same_time(s.mtime_ns, r.mtime_ns, window)
+                (holds.link_times and not same_time(s.mtime_ns, r.mtime_ns, window))
                 or (rules.keep_owner and (s.uid, s.gid) != (r.uid, r.gid))
             ):
                 copies.append(Action(Op.LINK, rel, name, s, r))
@@ -220,6 +266,12 @@ def plan_folder(
         else:
             removals.append(Action(Op.DELETE, rel, name, None, r))
 
+    if respelled:
+        # First of all: the copies and descents below use the new spelling.
+        removals[:0] = [
+            Action(Op.RENAME, rel, new, src_entries[new], rep_entries[new], reason=old)
+            for new, old in respelled.items()
+        ]
     steps: list[Step] = [*removals, *copies, *descents]
     if src_self is not None and rep_self is not None and rel and same_attrs(src_self, rep_self, rules):
         untouched.append("")  # the folder itself ("" = this folder)
@@ -243,3 +295,66 @@ def plan_folder(
         parent, _, name = rel.rpartition("/")
         steps.append(Action(Op.RMDIR, parent, name, None, rep_self, replaces=folder.replaces))
     return steps, untouched
+
+
+def fit_names(
+    rel: str, src: dict[str, Meta], rep: dict[str, Meta], rules: PlanRules
+) -> tuple[dict[str, Meta], dict[str, Meta], dict[str, str], list[Action]]:
+    """Fit one folder's source names to what the replica can hold.
+
+    Returns the source entries left to plan, the replica entries under the
+    source's spelling, the replica entries to respell first ({new: old}),
+    and a FAIL action for each source name that cannot be mirrored:
+
+    - a name the replica refuses (a character it forbids, too long, not UTF-8);
+    - on a case-insensitive replica, every name but one of those it files
+      under one name: the first in byte order is mirrored (the same one on
+      every run, whatever the replica holds now), the others fail.
+
+    A replica entry spelled otherwise than its source name (``Photos`` for
+    ``photos``) is respelled in place: a case-only rename moves no data.
+    """
+    holds = rules.holds
+    excluded = rules.excluded
+    unfit: list[Action] = []
+    fitting: dict[str, Meta] = {}
+    # Excluded names are no source names here (the walk leaves them out): they
+    # neither fail, nor win a name, nor lose one.
+    kept_out: dict[str, Meta] = {}
+    for name, meta in src.items():
+        if excluded is not None and excluded(join(rel, name), meta.kind is Kind.DIR):
+            kept_out[name] = meta
+            continue
+        problem = None if holds.holds_every_name else holds.name_problem(name)
+        if problem is None:
+            fitting[name] = meta
+        else:
+            unfit.append(Action(Op.FAIL, rel, name, meta, None, reason=problem))
+    if holds.case_sensitive:
+        fitting.update(kept_out)
+        return fitting, rep, {}, unfit
+    key = holds.name_key
+    by_key: dict[str, list[str]] = {}
+    for name in fitting:
+        by_key.setdefault(key(name), []).append(name)
+    for names in by_key.values():
+        if len(names) < 2:
+            continue
+        names.sort(key=os.fsencode)
+        kept = names[0]
+        shown = join(rel, kept) + ("/" if fitting[kept].kind is Kind.DIR else "")
+        for name in names[1:]:
+            reason = f"the replica's file system does not tell it from {shown}"
+            unfit.append(Action(Op.FAIL, rel, name, fitting.pop(name), None, reason=reason))
+    respelled: dict[str, str] = {}
+    replica = dict(rep)
+    for old in rep:
+        spellings = by_key.get(key(old))
+        if spellings is None:
+            continue
+        new = spellings[0]  # the name kept (sorted above, or alone)
+        if new != old and new not in rep:
+            respelled[new] = old
+            replica[new] = replica.pop(old)
+    fitting.update(kept_out)
+    return fitting, replica, respelled, unfit

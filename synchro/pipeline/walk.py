@@ -12,12 +12,10 @@ deletion of the run.
 from __future__ import annotations
 
 import errno
-import os
 from operator import attrgetter
 from typing import Protocol
 
-from ..endpoints.local.fds import DirStack, open_root
-from ..endpoints.local.scan import Kind, Listing, Meta, describe, list_folder, meta_of
+from ..endpoints.base import Kind, Meta, Tree, describe
 from .plan import Action, Descend, Op, PlanRules, Side, Step, plan_folder
 
 # An entry that is gone, or that has been swapped for a link or a file,
@@ -56,10 +54,6 @@ class Share(Protocol):
         ...
 
 
-def _list(stack: DirStack, rel: str) -> Listing:
-    return list_folder(stack.fd(rel))
-
-
 def build_plan(
     source: str,
     replica: str,
@@ -69,30 +63,41 @@ def build_plan(
     keep_untouched: bool = False,
     share: Share | None = None,
 ) -> Plan:
-    """Plan the mirror of ``source`` into ``replica`` (both resolved paths).
+    """Plan the mirror of local folder ``source`` into local folder ``replica`` (both resolved).
 
     With ``share``, some sub-trees may be handed to it instead of planned
     here; their paths are in :attr:`Plan.given`.
     """
-    plan = Plan()
-    src_fd = open_root(source)
-    rep_fd = open_root(replica) if replica_exists else None
-    src = DirStack(src_fd)
-    rep = DirStack(rep_fd) if rep_fd is not None else None
+    from ..endpoints.local.tree import LocalTree  # the pipeline itself names no endpoint
+
+    src = LocalTree.open_at(source)
     try:
-        root = Descend(
-            "",
-            Side.BOTH if rep_fd is not None else Side.SOURCE,
-            meta_of(os.fstat(src_fd)),
-            meta_of(os.fstat(rep_fd)) if rep_fd is not None else None,
-        )
-        Walk(src, rep, rules, plan, keep_untouched, share).run([root])
+        rep = LocalTree.open_at(replica) if replica_exists else None
+        try:
+            return plan_trees(src, rep, rules, keep_untouched=keep_untouched, share=share)
+        finally:
+            if rep is not None:
+                rep.close()
     finally:
         src.close()
-        os.close(src_fd)
-        if rep is not None and rep_fd is not None:
-            rep.close()
-            os.close(rep_fd)
+
+
+def plan_trees(
+    src: Tree,
+    rep: Tree | None,
+    rules: PlanRules,
+    *,
+    keep_untouched: bool = False,
+    share: Share | None = None,
+) -> Plan:
+    """Plan the mirror of tree ``src`` into tree ``rep`` (None: not there yet, a dry run)."""
+    plan = Plan()
+    src_root = src.lookup("")
+    rep_root = rep.lookup("") if rep is not None else None
+    if src_root is None:
+        raise FileNotFoundError(errno.ENOENT, "the source folder is gone")
+    root = Descend("", Side.BOTH if rep is not None else Side.SOURCE, src_root, rep_root)
+    Walk(src, rep, rules, plan, keep_untouched, share).run([root])
     return plan
 
 
@@ -105,8 +110,8 @@ class Walk:
 
     def __init__(
         self,
-        src: DirStack,
-        rep: DirStack | None,
+        src: Tree,
+        rep: Tree | None,
         rules: PlanRules,
         plan: Plan,
         keep_untouched: bool = False,
@@ -119,9 +124,11 @@ class Walk:
         # (a bind mount of the replica inside the source, of the source
         # inside the replica) is never entered, neither copied into itself
         # nor emptied, which would delete the source through the replica.
-        self._roots = {_identity(src.root): "source"}
-        if rep is not None:
-            self._roots.setdefault(_identity(rep.root), "replica")
+        self._roots: dict[object, str] = {}
+        for tree, role in ((src, "source"), (rep, "replica")):
+            identity = tree.identity("") if tree is not None else None
+            if identity is not None:
+                self._roots.setdefault(identity, role)
 
     def run(self, steps: list[Step]) -> None:
         plan, share = self.plan, self.share
@@ -172,7 +179,7 @@ class Walk:
             return []
         if step.side is not Side.REPLICA:
             try:
-                src_listing = _list(src, step.rel)
+                src_listing = src.list(step.rel)
             except OSError as error:
                 # Not seen is not empty: the replica's copy is left alone.
                 word = "VANISHED" if error.errno in GONE else "FAILED"
@@ -181,7 +188,7 @@ class Walk:
         if step.side is not Side.SOURCE:
             assert rep is not None
             try:
-                rep_listing = _list(rep, step.rel)
+                rep_listing = rep.list(step.rel)
             except OSError as error:
                 if error.errno not in GONE:
                     plan.problems.append(("FAILED", path, f"cannot read replica folder: {describe(error)}"))
@@ -200,14 +207,16 @@ class Walk:
         """Whether the folder of ``step`` is the source or the replica itself
         (seen there through a mount); if so, say so in the plan's problems.
 
-        One ``fstat`` of a descriptor the listing opens anyway (the stack
-        keeps the last one).
+        Locally one ``fstat`` of a descriptor the listing opens anyway; a
+        tree that no other can show (a remote one) has no identities.
         """
-        for stack, skip in ((self.src, Side.REPLICA), (self.rep, Side.SOURCE)):
-            if stack is None or step.side is skip:
+        if not self._roots:
+            return False
+        for tree, skip in ((self.src, Side.REPLICA), (self.rep, Side.SOURCE)):
+            if tree is None or step.side is skip:
                 continue
             try:
-                role = self._roots.get(_identity(stack.fd(step.rel)))
+                role = self._roots.get(tree.identity(step.rel))
             except OSError:
                 continue  # the listing says why
             if role is not None:
@@ -216,11 +225,6 @@ class Walk:
                 )
                 return True
         return False
-
-
-def _identity(fd: int) -> tuple[int, int]:
-    found = os.fstat(fd)
-    return found.st_dev, found.st_ino
 
 
 class _Giving:
@@ -284,7 +288,7 @@ class _Giving:
         return True
 
 
-def steps_now(src: DirStack, rep: DirStack, rel: str) -> list[Step]:
+def steps_now(src: Tree, rep: Tree, rel: str) -> list[Step]:
     """The steps that plan sub-tree ``rel`` from what is there now.
 
     For a sub-tree given to another process and taken back, or left
@@ -294,9 +298,9 @@ def steps_now(src: DirStack, rep: DirStack, rel: str) -> list[Step]:
     """
     parent, _, name = rel.rpartition("/")
 
-    def look(stack: DirStack) -> Meta | None:
+    def look(tree: Tree) -> Meta | None:
         try:
-            return meta_of(os.stat(name, dir_fd=stack.fd(parent), follow_symlinks=False))
+            return tree.lookup(rel)
         except OSError:
             return None
 

@@ -21,9 +21,8 @@ import os
 import stat
 from collections.abc import Callable
 
-from ...pipeline.plan import TEMP_PREFIX
+from ..base import SMALL_COPY, TEMP_PREFIX, Meta, OnChunk, SourceChanged, SourceVanished
 from .compiled import load
-from .scan import Meta
 
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -32,15 +31,13 @@ CHUNK = 1 << 20
 MAX_CALL = 1 << 30
 
 Opener = Callable[[str, int], int]  # (name, dir_fd) -> fd: the source opener, a test hook
-# Told the bytes copied so far after each chunk of a file: a test hook that
-# changes the source (or fails the write) in the middle of a copy. Without it
-# the copy moves a whole file per kernel call, as fast as it can.
-OnChunk = Callable[[int], None]
+# OnChunk (a test hook told the bytes copied so far after each chunk): without
+# it the copy moves a whole file per kernel call, as fast as it can.
 
 
 # Files up to this size may be copied by synchro.endpoints.local._copy (when built): one
 # kernel call moves them, so an interruption waits for a moment at most.
-SMALL_FILE = CHUNK
+SMALL_FILE = SMALL_COPY  # one CHUNK: what the pipeline does not follow chunk by chunk
 
 # synchro.endpoints.local._copy.copy_small's outcomes (see synchro/endpoints/local/_copy.c).
 _COPIED, _VANISHED, _LINKED, _IRREGULAR, _CHANGED, _UNLINKED, _DECLINED = range(7)
@@ -52,17 +49,9 @@ _CHANGES = {_LINKED: BECAME_LINK, _IRREGULAR: NOT_REGULAR, _CHANGED: CHANGED_WHI
 # Built by the install only when a C compiler was at hand, and used only
 # when built from the _copy.c beside it (see compiled.py).
 _compiled = load("_copy")[0]
-_copy_small: Callable[[int, int, str, str, bool, int], tuple[int, int]] | None = (
+_copy_small: Callable[[int, int, str, str, bool, int, bool], tuple[int, int]] | None = (
     None if _compiled is None else _compiled.copy_small
 )
-
-
-class SourceChanged(Exception):
-    """The source file changed while it was copied; nothing was installed."""
-
-
-class SourceVanished(Exception):
-    """The source entry disappeared before it could be copied."""
 
 
 def temp_name() -> str:
@@ -190,7 +179,7 @@ def _discard(name: str, dir_fd: int) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
-def _open_source(opener: Opener, name: str, dir_fd: int) -> int:
+def open_source(opener: Opener, name: str, dir_fd: int) -> int:
     try:
         return opener(name, dir_fd)
     except FileNotFoundError:
@@ -216,20 +205,23 @@ def copy_file(
     name: str,
     *,
     keep_owner: bool,
+    keep_mode: bool = True,
     opener: Opener = default_opener,
     on_chunk: OnChunk | None = None,
 ) -> int:
     """Copy file ``name`` from ``src_dir`` to ``rep_dir``; return the bytes copied.
 
     The bytes copied are the file's size, holes included: what a reader of
-    the copy gets, and what the progress bar counts.
+    the copy gets, and what the progress bar counts. ``keep_mode`` False:
+    the replica cannot hold permission bits, so none are set (a FAT drive
+    refuses the attempt; an exFAT one refuses some).
     """
     if _copy_small is not None and opener is default_opener and on_chunk is None:
         # A small file (most of a first copy) in one call into C: the same
         # steps in the same order (see synchro/endpoints/local/_copy.c); a
         # large one, or one with a test hook, below, where a Ctrl+C can stop
         # it between chunks, and a sparse one, below too: its holes are kept there.
-        status, copied = _copy_small(src_dir, rep_dir, name, temp_name(), keep_owner, SMALL_FILE)
+        status, copied = _copy_small(src_dir, rep_dir, name, temp_name(), keep_owner, SMALL_FILE, keep_mode)
         if status == _COPIED:
             return copied
         if status == _VANISHED:
@@ -238,7 +230,7 @@ def copy_file(
             _check_replaced(name, src_dir)
         if status != _DECLINED:
             raise SourceChanged(_CHANGES[status])
-    src = _open_source(opener, name, src_dir)
+    src = open_source(opener, name, src_dir)
     try:
         before = os.fstat(src)
         if not stat.S_ISREG(before.st_mode):
@@ -272,7 +264,8 @@ def copy_file(
                 if keep_owner:
                     # chown before chmod: chown clears set-user-ID bits.
                     os.fchown(dst, before.st_uid, before.st_gid)
-                os.fchmod(dst, stat.S_IMODE(before.st_mode))
+                if keep_mode:
+                    os.fchmod(dst, stat.S_IMODE(before.st_mode))
                 os.utime(dst, ns=(before.st_atime_ns, before.st_mtime_ns))
             finally:
                 os.close(dst)
@@ -287,8 +280,9 @@ def copy_file(
         os.close(src)
 
 
-def copy_link(rep_dir: int, name: str, meta: Meta, *, keep_owner: bool) -> None:
-    """Make symlink ``name`` in ``rep_dir`` with the source's target text."""
+def copy_link(rep_dir: int, name: str, meta: Meta, *, keep_owner: bool, link_times: bool = True) -> None:
+    """Make symlink ``name`` in ``rep_dir`` with the source's target text
+    (and time, unless ``link_times`` is False: the replica cannot set a link's own time)."""
     assert meta.target is not None
     tmp = temp_name()
     made = False
@@ -297,7 +291,8 @@ def copy_link(rep_dir: int, name: str, meta: Meta, *, keep_owner: bool) -> None:
         made = True
         if keep_owner:
             os.chown(tmp, meta.uid, meta.gid, dir_fd=rep_dir, follow_symlinks=False)
-        os.utime(tmp, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=rep_dir, follow_symlinks=False)
+        if link_times:
+            os.utime(tmp, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=rep_dir, follow_symlinks=False)
         os.rename(tmp, name, src_dir_fd=rep_dir, dst_dir_fd=rep_dir)
     except BaseException as error:
         if made or not isinstance(error, OSError):  # see copy_file
@@ -307,7 +302,7 @@ def copy_link(rep_dir: int, name: str, meta: Meta, *, keep_owner: bool) -> None:
 
 def same_content(src_dir: int, rep_dir: int, name: str, opener: Opener = default_opener) -> bool:
     """Compare the bytes of ``name`` on both sides (for ``--checksum``)."""
-    src = _open_source(opener, name, src_dir)
+    src = open_source(opener, name, src_dir)
     try:
         rep = os.open(name, READ_FLAGS, dir_fd=rep_dir)
         try:
@@ -324,7 +319,7 @@ def same_content(src_dir: int, rep_dir: int, name: str, opener: Opener = default
         os.close(src)
 
 
-def set_attrs(rep_dir: int, name: str, meta: Meta, *, keep_owner: bool) -> None:
+def set_attrs(rep_dir: int, name: str, meta: Meta, *, keep_owner: bool, keep_mode: bool = True) -> None:
     """Fix permissions (and owner) of an existing replica file without copying it."""
     fd = os.open(name, READ_FLAGS, dir_fd=rep_dir)
     try:
@@ -332,13 +327,15 @@ def set_attrs(rep_dir: int, name: str, meta: Meta, *, keep_owner: bool) -> None:
             raise OSError(errno.EINVAL, "is no longer a regular file")
         if keep_owner:
             os.fchown(fd, meta.uid, meta.gid)
-        os.fchmod(fd, meta.mode)
+        if keep_mode:
+            os.fchmod(fd, meta.mode)
     finally:
         os.close(fd)
 
 
-def set_folder_meta(fd: int, meta: Meta, *, keep_owner: bool) -> None:
+def set_folder_meta(fd: int, meta: Meta, *, keep_owner: bool, keep_mode: bool = True) -> None:
     if keep_owner:
         os.fchown(fd, meta.uid, meta.gid)
-    os.fchmod(fd, meta.mode)
+    if keep_mode:
+        os.fchmod(fd, meta.mode)
     os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))

@@ -34,7 +34,7 @@ import os
 import stat
 from collections.abc import Callable
 
-from ...pipeline.plan import TEMP_PREFIX
+from ..base import TEMP_PREFIX
 from ..capabilities import FULL_POSIX, WINDOWS_FORBIDDEN, WINDOWS_PRINTABLE, Capabilities
 from .mounts import MOUNTINFO, fs_name
 

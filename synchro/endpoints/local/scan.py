@@ -16,29 +16,13 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from enum import IntEnum
-from typing import NamedTuple
 
+# The records of a listing belong to the seam every endpoint shares; they are
+# named here too, where the local scan has always made them.
+from ..base import Kind, Listing, Meta, describe
 from .compiled import load
 
-
-class Kind(IntEnum):
-    FILE = 1
-    DIR = 2
-    LINK = 3
-    SPECIAL = 4  # socket, FIFO, device: never opened, never copied
-
-
-class Meta(NamedTuple):
-    """What the plan needs to know of one entry."""
-
-    kind: Kind
-    size: int
-    mtime_ns: int
-    mode: int  # permission bits only (stat.S_IMODE)
-    uid: int
-    gid: int
-    target: str | None = None  # symlink text, for links only
+__all__ = ["Kind", "Listing", "Meta", "describe", "kind_of", "list_folder", "meta_of"]
 
 
 def kind_of(st_mode: int) -> Kind:
@@ -61,17 +45,6 @@ def meta_of(st: os.stat_result, target: str | None = None) -> Meta:
         st.st_gid,
         target,
     )
-
-
-class Listing(NamedTuple):
-    """One folder's entries by name, and the names that could not be read."""
-
-    entries: dict[str, Meta]
-    errors: dict[str, str]
-
-
-def describe(error: OSError) -> str:
-    return error.strerror or str(error)
 
 
 def list_folder(dir_fd: int) -> Listing:
