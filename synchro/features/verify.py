@@ -34,20 +34,22 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
 from ..endpoints.base import TEMP_PREFIX
+from ..endpoints.capabilities import FULL_POSIX, Capabilities
 from ..endpoints.local.fds import DirStack, open_root
 from ..endpoints.local.filecopy import CHUNK, READ_FLAGS
+from ..endpoints.local.replica import measure
 from ..endpoints.local.scan import Kind, Listing, Meta, describe, list_folder, meta_of
 from ..errors import ExitCode
 from ..options import MirrorOptions
 from ..pipeline.exclude import Excluder
 from ..pipeline.lock import ReplicaLock
 from ..pipeline.log import escape, log_dir
-from ..pipeline.plan import same_time
+from ..pipeline.plan import PlanRules, same_time, time_window
 from ..pipeline.roots import check_roots
 
 if TYPE_CHECKING:
@@ -116,6 +118,12 @@ class VerifyRules:
     delete_excluded: bool = False
     modify_window_ns: int = 0
     keep_owner: bool = False  # compare owners (the mirror keeps them when run as root)
+    # What the replica holds (measured as a run measures it): only that is compared.
+    holds: Capabilities = FULL_POSIX
+
+    @property
+    def window_ns(self) -> int:
+        return time_window(PlanRules(modify_window_ns=self.modify_window_ns, holds=self.holds))
 
 
 def rules_for(options: MirrorOptions, logs_in_source: str | None = None) -> VerifyRules:
@@ -206,9 +214,12 @@ class _Verifier:
 
     def metadata(self, path: str, s: Meta, r: Meta) -> None:
         problems = []
-        if s.kind is not Kind.LINK and s.mode != r.mode:
+        holds = self.rules.holds
+        if s.kind is not Kind.LINK and s.mode != r.mode and holds.permissions:
             problems.append(f"mode {s.mode:04o} in the source, {r.mode:04o} in the replica")
-        if not same_time(s.mtime_ns, r.mtime_ns, self.rules.modify_window_ns):
+        if (s.kind is not Kind.LINK or holds.link_times) and not same_time(
+            s.mtime_ns, r.mtime_ns, self.rules.window_ns
+        ):
             problems.append(f"modified {_time(s.mtime_ns)} in the source, {_time(r.mtime_ns)} in the replica")
         if self.rules.keep_owner and (s.uid, s.gid) != (r.uid, r.gid):
             problems.append(f"owner {s.uid}:{s.gid} in the source, {r.uid}:{r.gid} in the replica")
@@ -235,7 +246,7 @@ class _Verifier:
             self.found("failed", shown, f"cannot read it in the replica: {describe(error)}")
             return
         if left != right:
-            same = same_time(s.mtime_ns, r.mtime_ns, self.rules.modify_window_ns)
+            same = same_time(s.mtime_ns, r.mtime_ns, self.rules.window_ns)
             self.found(
                 "content",
                 shown,
@@ -272,7 +283,11 @@ class _Verifier:
         if s is not None:
             if self.rules.excluded is not None and self.rules.excluded(path, s.kind is Kind.DIR):
                 s = None  # left out: its replica counterpart is judged alone
-            elif s.kind is Kind.SPECIAL or name.startswith(TEMP_PREFIX):
+            elif (
+                s.kind is Kind.SPECIAL
+                or name.startswith(TEMP_PREFIX)
+                or (s.kind is Kind.LINK and not self.rules.holds.symlinks)
+            ):
                 return False  # never mirrored; a counterpart is left alone too
         if s is None:
             if r is not None:
@@ -340,6 +355,8 @@ def _totals(src: DirStack, rules: VerifyRules) -> tuple[int, int]:
             path = _join(rel, name)
             if meta.kind is Kind.SPECIAL or name.startswith(TEMP_PREFIX):
                 continue
+            if meta.kind is Kind.LINK and not rules.holds.symlinks:
+                continue
             if rules.excluded is not None and rules.excluded(path, meta.kind is Kind.DIR):
                 continue
             entries += 1
@@ -375,6 +392,8 @@ def verify_trees(
     src, rep = DirStack(src_fd), DirStack(rep_fd)
     bar = None
     try:
+        holds = measure(rep_fd, as_root=rules.keep_owner)
+        rules = replace(rules, keep_owner=rules.keep_owner and holds.owners, holds=holds)
         if progress is not None:
             bar = progress(*_totals(src, rules))
         verifier = _Verifier(report, rules, emit, bar)

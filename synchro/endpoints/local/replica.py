@@ -62,14 +62,7 @@ class LocalReplica(LocalTree):
         self._attach(open_root(self.path), owns_root=True)
 
     def measure(self, *, as_root: bool) -> Capabilities:
-        # Ctrl+C and SIGTERM wait for the probe's few system calls: one that
-        # landed inside would leave its hidden folder in the replica.
-        stops = {signal.SIGINT, signal.SIGTERM}
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
-        try:
-            capabilities = probe(self.root, as_root=as_root)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        capabilities = measure(self.root, as_root=as_root)
         self.keep_owner = as_root and capabilities.owners
         self.keep_mode = capabilities.permissions
         self.link_times = capabilities.link_times
@@ -167,6 +160,19 @@ class LocalReplica(LocalTree):
         except OSError:
             return False
         return True
+
+
+def measure(root_fd: int, *, as_root: bool) -> Capabilities:
+    """What the local folder open at ``root_fd`` holds (:func:`~synchro.endpoints.local.probe.probe`).
+
+    Ctrl+C and SIGTERM wait for the probe's few system calls: one that
+    landed inside would leave its hidden folder in the replica.
+    """
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        return probe(root_fd, as_root=as_root)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _local(source: Source) -> LocalTree:
