@@ -208,3 +208,9 @@ def test_a_links_time_is_not_compared_where_the_replica_cannot_set_it() -> None:
     holds = FULL_POSIX._replace(link_times=False)
     steps, _ = plan({"l": link("t", BASE_NS)}, {"l": link("t", BASE_NS + 5 * SECOND)}, holds)
     assert actions(steps) == []
+
+
+def test_where_times_cannot_be_set_at_all_sizes_alone_tell_a_change() -> None:
+    holds = FULL_POSIX._replace(fs_type="fusefat", times=False)
+    steps, _ = plan({"f": file(BASE_NS), "g": file(size=4)}, {"f": file(0), "g": file(0, size=3)}, holds)
+    assert actions(steps) == [(Op.COPY, "d/g")]
