@@ -137,3 +137,22 @@ def test_verify_judges_an_exfat_replica_by_what_the_drive_holds(tmp_path: Path, 
     changed = verify()
     assert changed.returncode == 1
     assert "sub/b" in changed.stdout and "private" not in changed.stdout
+
+
+def test_a_dry_run_onto_exfat_changes_nothing_and_says_the_same(tmp_path: Path, exfat: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    build(src, {"A.txt": "upper", "a.txt": "lower", "x:y": "colon", "keep": "k"}, mtime_ns=BASE_NS)
+    (exfat / "old").write_text("old", encoding="utf-8")
+    before = {name: os.stat(exfat / name).st_mtime_ns for name in os.listdir(exfat)}
+    root = os.stat(exfat).st_mtime_ns
+
+    report = synchro.mirror(src, exfat, logpath=tmp_path, dry_run=True)
+
+    assert report.exit_code == 1  # what the real run would say: two names it cannot hold
+    assert sorted(path for path, _ in report.failed) == ["a.txt", "x:y"]
+    assert sorted(report.added) == ["A.txt", "keep"] and report.deleted == ["old"]
+    assert {name: os.stat(exfat / name).st_mtime_ns for name in os.listdir(exfat)} == before
+    assert os.stat(exfat).st_mtime_ns == root  # the probe put the folder's time back
+    warnings = [line for line in log_messages(tmp_path) if line.startswith("WARNING ")]
+    assert len(warnings) == 1
