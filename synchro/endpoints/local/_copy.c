@@ -1,13 +1,14 @@
 /*
  * synchro.endpoints.local._copy: the atomic copy of one small file, in one call.
  *
- * copy_small(src_dir, rep_dir, name, temp, keep_owner, limit[, keep_mode]) takes the
+ * copy_small(src_dir, rep_dir, name, temp, keep_owner, limit[, keep_mode, keep_times]) takes the
  * same steps as synchro.endpoints.local.filecopy.copy_file, in the same order, with the
  * interpreter's lock released: open the source (O_NOFOLLOW, O_NONBLOCK),
  * fstat it, create `temp` in rep_dir (O_EXCL, O_NOFOLLOW, mode 0600), copy
  * the bytes (copy_file_range, else read/write), fstat the source again,
  * then fchown (keep_owner), fchmod (keep_mode, true unless given: false on
- * a replica that cannot hold permission bits), futimens, close, and rename `temp` over
+ * a replica that cannot hold permission bits), futimens (keep_times, true
+ * unless given: false where times cannot be set), close, and rename `temp` over
  * `name`. Any failure after `temp` is created removes it.
  *
  * It returns (status, value); the caller turns a status into its outcome:
@@ -131,7 +132,7 @@ same_time(const struct timespec *a, const struct timespec *b)
 /* The copy itself; (status, bytes copied), or NULL with OSError set. */
 static PyObject *
 run_copy(int src_dir, int rep_dir, const char *name, const char *temp, int keep_owner, int keep_mode,
-         long long limit)
+         int keep_times, long long limit)
 {
     int status = COPIED, err = 0;
     long long copied = 0;
@@ -169,7 +170,8 @@ run_copy(int src_dir, int rep_dir, const char *name, const char *temp, int keep_
                 struct timespec times[2] = {before.st_atim, before.st_mtim};
                 /* chown before chmod: chown clears set-user-ID bits. */
                 if ((keep_owner && fchown(dst, before.st_uid, before.st_gid) != 0)
-                    || (keep_mode && fchmod(dst, before.st_mode & 07777) != 0) || futimens(dst, times) != 0)
+                    || (keep_mode && fchmod(dst, before.st_mode & 07777) != 0)
+                    || (keep_times && futimens(dst, times) != 0))
                     err = errno;
             }
             if (close(dst) != 0 && err == 0 && status == COPIED)
@@ -192,13 +194,13 @@ run_copy(int src_dir, int rep_dir, const char *name, const char *temp, int keep_
 static PyObject *
 copy_small(PyObject *module, PyObject *args)
 {
-    int src_dir, rep_dir, keep_owner, keep_mode = 1;
+    int src_dir, rep_dir, keep_owner, keep_mode = 1, keep_times = 1;
     PyObject *name = NULL, *temp = NULL, *result = NULL;
     long long limit;
-    if (PyArg_ParseTuple(args, "iiO&O&pL|p:copy_small", &src_dir, &rep_dir, PyUnicode_FSConverter, &name,
-                         PyUnicode_FSConverter, &temp, &keep_owner, &limit, &keep_mode))
+    if (PyArg_ParseTuple(args, "iiO&O&pL|pp:copy_small", &src_dir, &rep_dir, PyUnicode_FSConverter, &name,
+                         PyUnicode_FSConverter, &temp, &keep_owner, &limit, &keep_mode, &keep_times))
         result = run_copy(src_dir, rep_dir, PyBytes_AS_STRING(name), PyBytes_AS_STRING(temp), keep_owner,
-                          keep_mode, limit);
+                          keep_mode, keep_times, limit);
     Py_XDECREF(name);
     Py_XDECREF(temp);
     return result;
@@ -219,7 +221,8 @@ parent_death_signal(PyObject *module, PyObject *arg)
 
 static PyMethodDef copy_methods[] = {
     {"copy_small", copy_small, METH_VARARGS,
-     "copy_small(src_dir, rep_dir, name, temp, keep_owner, limit[, keep_mode]) -> (status, bytes): see "
+     "copy_small(src_dir, rep_dir, name, temp, keep_owner, limit[, keep_mode, keep_times]) -> (status, bytes): "
+     "see "
      "synchro.endpoints.local.filecopy."},
 #ifdef __linux__
     {"parent_death_signal", parent_death_signal, METH_O,

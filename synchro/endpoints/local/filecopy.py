@@ -49,7 +49,7 @@ _CHANGES = {_LINKED: BECAME_LINK, _IRREGULAR: NOT_REGULAR, _CHANGED: CHANGED_WHI
 # Built by the install only when a C compiler was at hand, and used only
 # when built from the _copy.c beside it (see compiled.py).
 _compiled = load("_copy")[0]
-_copy_small: Callable[[int, int, str, str, bool, int, bool], tuple[int, int]] | None = (
+_copy_small: Callable[[int, int, str, str, bool, int, bool, bool], tuple[int, int]] | None = (
     None if _compiled is None else _compiled.copy_small
 )
 
@@ -206,6 +206,7 @@ def copy_file(
     *,
     keep_owner: bool,
     keep_mode: bool = True,
+    keep_times: bool = True,
     opener: Opener = default_opener,
     on_chunk: OnChunk | None = None,
 ) -> int:
@@ -214,14 +215,17 @@ def copy_file(
     The bytes copied are the file's size, holes included: what a reader of
     the copy gets, and what the progress bar counts. ``keep_mode`` False:
     the replica cannot hold permission bits, so none are set (a FAT drive
-    refuses the attempt; an exFAT one refuses some).
+    refuses the attempt; an exFAT one refuses some). ``keep_times`` False:
+    times cannot be set there at all (a drive mounted for another user).
     """
     if _copy_small is not None and opener is default_opener and on_chunk is None:
         # A small file (most of a first copy) in one call into C: the same
         # steps in the same order (see synchro/endpoints/local/_copy.c); a
         # large one, or one with a test hook, below, where a Ctrl+C can stop
         # it between chunks, and a sparse one, below too: its holes are kept there.
-        status, copied = _copy_small(src_dir, rep_dir, name, temp_name(), keep_owner, SMALL_FILE, keep_mode)
+        status, copied = _copy_small(
+            src_dir, rep_dir, name, temp_name(), keep_owner, SMALL_FILE, keep_mode, keep_times
+        )
         if status == _COPIED:
             return copied
         if status == _VANISHED:
@@ -266,7 +270,8 @@ def copy_file(
                     os.fchown(dst, before.st_uid, before.st_gid)
                 if keep_mode:
                     os.fchmod(dst, stat.S_IMODE(before.st_mode))
-                os.utime(dst, ns=(before.st_atime_ns, before.st_mtime_ns))
+                if keep_times:
+                    os.utime(dst, ns=(before.st_atime_ns, before.st_mtime_ns))
             finally:
                 os.close(dst)
             os.rename(tmp, name, src_dir_fd=rep_dir, dst_dir_fd=rep_dir)
@@ -333,9 +338,12 @@ def set_attrs(rep_dir: int, name: str, meta: Meta, *, keep_owner: bool, keep_mod
         os.close(fd)
 
 
-def set_folder_meta(fd: int, meta: Meta, *, keep_owner: bool, keep_mode: bool = True) -> None:
+def set_folder_meta(
+    fd: int, meta: Meta, *, keep_owner: bool, keep_mode: bool = True, keep_times: bool = True
+) -> None:
     if keep_owner:
         os.fchown(fd, meta.uid, meta.gid)
     if keep_mode:
         os.fchmod(fd, meta.mode)
-    os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
+    if keep_times:
+        os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))

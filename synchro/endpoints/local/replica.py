@@ -52,6 +52,7 @@ class LocalReplica(LocalTree):
         # What is attempted: until measured, what an ext4 file system holds.
         self.keep_owner = False
         self.keep_mode = True
+        self.keep_times = True
         self.link_times = True
 
     def lock(self) -> AbstractContextManager[object]:
@@ -65,7 +66,8 @@ class LocalReplica(LocalTree):
         capabilities = measure(self.root, as_root=as_root)
         self.keep_owner = as_root and capabilities.owners
         self.keep_mode = capabilities.permissions
-        self.link_times = capabilities.link_times
+        self.keep_times = capabilities.times
+        self.link_times = capabilities.times and capabilities.link_times
         return capabilities
 
     def close(self) -> None:
@@ -75,7 +77,8 @@ class LocalReplica(LocalTree):
     def forked(self) -> LocalReplica:
         twin = LocalReplica(self.path)
         twin._attach(self.root, owns_root=False)
-        twin.keep_owner, twin.keep_mode, twin.link_times = self.keep_owner, self.keep_mode, self.link_times
+        twin.keep_owner, twin.keep_mode = self.keep_owner, self.keep_mode
+        twin.keep_times, twin.link_times = self.keep_times, self.link_times
         return twin
 
     # --- the actions
@@ -88,6 +91,7 @@ class LocalReplica(LocalTree):
             name,
             keep_owner=self.keep_owner,
             keep_mode=self.keep_mode,
+            keep_times=self.keep_times,
             opener=src.opener,
             on_chunk=on_chunk,
         )
@@ -114,7 +118,13 @@ class LocalReplica(LocalTree):
         set_attrs(self.fd(folder), name, meta, keep_owner=self.keep_owner, keep_mode=self.keep_mode)
 
     def set_folder_meta(self, path: str, meta: Meta) -> None:
-        set_folder_meta(self.fd(path), meta, keep_owner=self.keep_owner, keep_mode=self.keep_mode)
+        set_folder_meta(
+            self.fd(path),
+            meta,
+            keep_owner=self.keep_owner,
+            keep_mode=self.keep_mode,
+            keep_times=self.keep_times,
+        )
 
     def remove(self, folder: str, name: str) -> None:
         with suppress(FileNotFoundError):  # already gone (its folder too): the goal is reached
@@ -209,6 +219,7 @@ class _CopyJob:
                 self._name,
                 keep_owner=self._replica.keep_owner,
                 keep_mode=self._replica.keep_mode,
+                keep_times=self._replica.keep_times,
                 opener=self._source.opener,
                 on_chunk=self._on_chunk,
             )
