@@ -92,16 +92,29 @@ class PlanRules(NamedTuple):
     excluded: Excluded | None = None
     # What the replica can hold, measured at the start of the run: only that
     # is compared (permission bits if it holds them, times at its precision,
-    # names as it tells them apart).
+    # names as it tells them apart). Set with fit_rules, with what follows.
     holds: Capabilities = FULL_POSIX
+    # Some source names may not fit the replica (see fit_names): a replica
+    # that holds every name and tells case apart (ext4) skips the look.
+    fit_names: bool = False
 
 
 def fit_rules(rules: PlanRules, holds: Capabilities) -> PlanRules:
-    """The rules for a replica that holds ``holds``: owners are kept only
-    by root (``rules.keep_owner``) on a replica that holds them."""
+    """The rules for a replica that holds ``holds``.
+
+    Owners are kept only by root (``rules.keep_owner``) on a replica that
+    holds them; ``modify_window_ns`` becomes the window the planner uses
+    (:func:`time_window`); what is asked of every folder is settled here,
+    once, so that an ext4 replica is planned at the cost it always was.
+    """
     if holds == rules.holds:
         return rules
-    return rules._replace(keep_owner=rules.keep_owner and holds.owners, holds=holds)
+    return rules._replace(
+        keep_owner=rules.keep_owner and holds.owners,
+        holds=holds,
+        modify_window_ns=time_window(rules._replace(holds=holds)),
+        fit_names=not holds.case_sensitive or not holds.holds_every_name,
+    )
 
 
 def time_window(rules: PlanRules) -> int:
@@ -157,11 +170,11 @@ def plan_folder(
     unreadable = src.errors if src is not None else {}
     excluded = rules.excluded
     holds = rules.holds
-    window = time_window(rules)
+    window = rules.modify_window_ns  # the replica's step in it already (fit_rules)
     # Renames of replica entries to the source's spelling, and source names
     # the replica cannot hold (see fit_names): none on a POSIX replica.
     respelled: dict[str, str] = {}
-    if not holds.case_sensitive or not holds.holds_every_name:
+    if rules.fit_names:
         src_entries, rep_entries, respelled, unfit = fit_names(rel, src_entries, rep_entries, rules)
         copies.extend(unfit)
     # Source names left out by the patterns: their replica counterpart is

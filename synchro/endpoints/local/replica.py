@@ -84,7 +84,8 @@ class LocalReplica(LocalTree):
     # --- the actions
 
     def copy_file(self, source: Source, folder: str, name: str, on_chunk: OnChunk | None = None) -> int:
-        src = _local(source)
+        # Once per copied file: the check of _local, without the call.
+        src = source if isinstance(source, LocalTree) else _local(source)
         return copy_file(
             src.fd(folder),
             self.fd(folder),
