@@ -87,7 +87,7 @@ class Backup:
         elif self.face == "tasks":
             config = self._config()
             code = self._child(
-                [str(INV), "-r", str(REPO), "backup", "--pair", "usb", "--config", str(config)], processes
+                [str(INV), "-r", str(REPO), "backup", "--pair", "usb", "--ini", str(config)], processes
             )
         else:
             self.monkeypatch.setenv("SYNCHRO_PROCESSES", processes)
@@ -106,7 +106,7 @@ class Backup:
         elif self.face == "tasks":
             config = self._config()
             result = self._run_child(
-                [str(INV), "-r", str(REPO), "verify", "--pair", "usb", "--config", str(config)]
+                [str(INV), "-r", str(REPO), "verify", "--pair", "usb", "--ini", str(config)]
             )
         else:
             console = io.StringIO()
@@ -122,7 +122,9 @@ class Backup:
         return config
 
     def _child(self, command: list[str], processes: str) -> int:
-        return self._run_child(command, processes).returncode
+        result = self._run_child(command, processes)
+        assert "usage" not in result.stderr.lower(), result.stderr  # a run, not a refused command line
+        return result.returncode
 
     def _run_child(self, command: list[str], processes: str = "2") -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in child_env().items() if not k.startswith(("SYNCHRO_", "INVOKE_"))}
