@@ -20,7 +20,7 @@ from treeutil import BASE_NS, assert_rsync_clean, build, log_messages
 
 import synchro
 import synchro.pipeline.engine
-from synchro.endpoints.base import Concurrency, Source
+from synchro.endpoints.base import Concurrency, OnChunk, Source
 from synchro.endpoints.local.replica import LocalReplica
 from synchro.pipeline.helper import ENV, Helper
 from synchro.pipeline.plan import Step
@@ -32,9 +32,9 @@ class InFlight(LocalReplica):
     concurrency = Concurrency(fork_helper=False, copies_in_flight=8, in_flight_min_size=0)
     jobs: list[str] = []  # noqa: RUF012  # the copies run as jobs, in the order submitted
 
-    def copy_job(self, source: Source, folder: str, name: str):  # type: ignore[no-untyped-def]
+    def copy_job(self, source: Source, folder: str, name: str, on_chunk: OnChunk | None = None):  # type: ignore[no-untyped-def]
         InFlight.jobs.append(f"{folder}/{name}" if folder else name)
-        return super().copy_job(source, folder, name)
+        return super().copy_job(source, folder, name, on_chunk)
 
 
 def test_a_replica_that_wants_copies_in_flight_gets_them_and_no_helper(
