@@ -82,8 +82,9 @@ def _need(*tools: str) -> None:
 
 
 @contextlib.contextmanager
-def _image(folder: Path, name: str, *mkfs: str) -> Iterator[str]:
-    """A new image file made by ``mkfs``, attached to a loop device: yields the device."""
+def _image(folder: Path, name: str, *mkfs: str, loop: bool = True) -> Iterator[str]:
+    """A new image file made by ``mkfs``, attached to a loop device: yields the device
+    (or, with ``loop=False``, the image file itself)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a file system image needs root")
     _need(mkfs[0], "losetup")
@@ -94,6 +95,9 @@ def _image(folder: Path, name: str, *mkfs: str) -> Iterator[str]:
         made = _run(*mkfs, str(image))
         if made.returncode != 0:
             pytest.skip(f"{mkfs[0]} failed: {_last_line(made)}")
+        if not loop:
+            yield str(image)
+            return
         attached = _run("losetup", "--find", "--show", str(image))
         if attached.returncode != 0:
             pytest.skip(f"cannot attach a loop device: {_last_line(attached)}")
@@ -178,11 +182,12 @@ def vfat_volume(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Volume]:
         return
     _need("fusefat")
     _fuse_ready()
+    # fusefat reads the image file itself: no loop device (a machine has few).
     with (
-        _image(tmp, "vfat.img", "mkfs.vfat", "-F", "32") as device,
-        _mounted(mount_point, "FAT32 (fusefat)", "fusefat", "-o", "rw+", device),
+        _image(tmp, "vfat.img", "mkfs.vfat", "-F", "32", loop=False) as image,
+        _mounted(mount_point, "FAT32 (fusefat)", "fusefat", "-o", "rw+", image),
     ):
-        yield Volume("vfat", mount_point, "fusefat", ("fusefat", "-o", "rw+", device))
+        yield Volume("vfat", mount_point, "fusefat", ("fusefat", "-o", "rw+", image))
 
 
 @pytest.fixture
