@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--modify-window",
         metavar="SECONDS",
         default=None,
-        help="treat times this close as equal (2 for FAT drives; default 0: exact)",
+        help="treat times this close as equal (default 0: the replica's own step, measured; FAT and exFAT need none)",
     )
     parser.add_argument("--create-replica", action="store_true", help="create REPLICA if it does not exist")
     parser.add_argument(
