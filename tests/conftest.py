@@ -298,3 +298,18 @@ def helper_keeps_a_part(monkeypatch: pytest.MonkeyPatch, no_hang: None) -> Itera
     finally:
         for fd in (claimed_r, claimed_w, release_r, release_w):
             os.close(fd)
+
+
+@pytest.fixture(params=["local", "portable"])
+def each_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once per local endpoint: folder descriptors, and paths
+    (``SYNCHRO_ENDPOINT=portable``, what Windows uses). Subprocesses inherit it."""
+    previous = os.environ.get("SYNCHRO_ENDPOINT")
+    os.environ["SYNCHRO_ENDPOINT"] = request.param
+    try:
+        yield request.param
+    finally:
+        if previous is None:
+            del os.environ["SYNCHRO_ENDPOINT"]
+        else:
+            os.environ["SYNCHRO_ENDPOINT"] = previous

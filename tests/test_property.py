@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from conftest import requires_rsync
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +25,8 @@ from treeutil import BASE_NS, assert_mirror, assert_rsync_clean, clear, set_mtim
 
 from synchro import Report, mirror
 
-pytestmark = requires_rsync
+# Each test runs on both local endpoints: folder descriptors and paths (Windows).
+pytestmark = [requires_rsync, pytest.mark.usefixtures("each_endpoint")]
 
 EXAMPLES = int(os.environ.get("SYNCHRO_HYPOTHESIS_EXAMPLES", "25"))
 

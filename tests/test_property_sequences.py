@@ -18,6 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 from conftest import requires_rsync
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,7 +41,8 @@ from treeutil import clear, entries, log_messages
 
 from synchro import mirror
 
-pytestmark = requires_rsync
+# Each test runs on both local endpoints: folder descriptors and paths (Windows).
+pytestmark = [requires_rsync, pytest.mark.usefixtures("each_endpoint")]
 
 EXAMPLES = int(os.environ.get("SYNCHRO_HYPOTHESIS_EXAMPLES", "12"))
 

@@ -40,6 +40,10 @@ from .capabilities import Capabilities
 # endpoint writes a file under such a name first, and the planner removes
 # leftovers in the replica and never copies one from the source.
 TEMP_PREFIX = ".synchro-tmp-"
+# The run lock's file in a replica's root, where the replica folder cannot
+# be locked itself (Windows): never copied from a source root, never
+# deleted from a replica root by the planner.
+LOCK_NAME = ".synchro-lock"
 
 
 class Kind(IntEnum):

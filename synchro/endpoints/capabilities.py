@@ -27,6 +27,12 @@ from typing import NamedTuple
 # Windows writes it): the printable ones, then the control characters.
 WINDOWS_PRINTABLE = '"*:<>?\\|'
 WINDOWS_FORBIDDEN = WINDOWS_PRINTABLE + "".join(map(chr, range(1, 32)))
+# Names Windows gives to devices, in any case and with any extension
+# ("con.txt" is the console too), and whose trailing dot or space it drops.
+WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{port}{n}" for port in ("COM", "LPT") for n in [*"123456789", "\u00b9", "\u00b2", "\u00b3"]]
+)
 
 
 class Capabilities(NamedTuple):
@@ -49,6 +55,7 @@ class Capabilities(NamedTuple):
     forbidden_chars: str = ""  # characters a name cannot hold (besides "/" and NUL)
     times: bool = True  # modification times can be set at all (not the owner: they cannot)
     utf8_only: bool = False  # a name that is not valid UTF-8 is refused (exFAT, FAT)
+    windows_names: bool = False  # device names (CON, NUL, COM1...) and trailing dots or spaces refused
 
     def cannot_keep(self) -> list[str]:
         """What a mirror onto this replica loses, in words for the run's one WARNING line."""
@@ -71,12 +78,19 @@ class Capabilities(NamedTuple):
             lost.append(f"names with {chars_words(self.forbidden_chars)}")
         if self.utf8_only:
             lost.append("names that are not UTF-8")
+        if self.windows_names:
+            lost.append("names Windows reserves")
         return lost
 
     @property
     def holds_every_name(self) -> bool:
         """No name a Linux source can have is refused (so :meth:`name_problem` need not be asked)."""
-        return not self.forbidden_chars and not self.utf8_only and self.max_name_bytes >= 255
+        return (
+            not self.forbidden_chars
+            and not self.utf8_only
+            and not self.windows_names
+            and self.max_name_bytes >= 255
+        )
 
     def name_key(self, name: str) -> str:
         """The key under which this replica files ``name``: equal keys are one name here.
@@ -102,6 +116,10 @@ class Capabilities(NamedTuple):
             bad = [c for c in dict.fromkeys(name) if c in self.forbidden_chars]
             if bad:
                 return f"the replica's file system ({self.fs_type}) cannot hold {chars_words(''.join(bad))} in a name"
+        if self.windows_names:
+            reserved = windows_reserved(name)
+            if reserved:
+                return f"the replica's file system ({self.fs_type}) cannot hold {reserved}"
         try:
             encoded = name.encode("utf-8")
         except UnicodeEncodeError:
@@ -120,6 +138,20 @@ class Capabilities(NamedTuple):
 
 # What an ext4, XFS, Btrfs or tmpfs replica holds: everything, exactly.
 FULL_POSIX = Capabilities("posix")
+
+
+def windows_reserved(name: str) -> str | None:
+    """Why Windows cannot hold ``name`` (a device name, a trailing dot or space), or None.
+
+    >>> windows_reserved("con.txt"), windows_reserved("notes. "), windows_reserved("icon.txt")
+    ('a device name (CON)', 'a name ending in a dot or a space', None)
+    """
+    if name.endswith((".", " ")):
+        return "a name ending in a dot or a space"
+    stem = name.split(".", 1)[0].rstrip(" ").upper()
+    if stem in WINDOWS_DEVICES:
+        return f"a device name ({stem})"
+    return None
 
 
 def step_words(ns: int) -> str:

@@ -1,26 +1,66 @@
 """Which endpoint holds a tree: the one place that names them.
 
 The pipeline asks here for the source and the replica of a pair and works
-with what it gets through :mod:`synchro.endpoints.base`. Today both are
-local folders; a replica URL (``sftp://``, ``s3://``) will choose its
-endpoint here, by its scheme, as fsspec resolves a protocol.
+with what it gets through :mod:`synchro.endpoints.base`. Local folders
+are reached through folder descriptors where the system has them (Linux,
+macOS: :mod:`synchro.endpoints.local`), through paths elsewhere (Windows:
+:mod:`synchro.endpoints.portable`); ``SYNCHRO_ENDPOINT=portable`` (or
+``local``) chooses one on any system. A replica URL (``sftp://``,
+``s3://``) will choose its endpoint here, by its scheme, as fsspec
+resolves a protocol.
 """
 
 from __future__ import annotations
 
+import os
+
+from ..errors import ConfigError
 from .base import Replica, Source
 from .local.filecopy import Opener, default_opener
-from .local.replica import LocalReplica
-from .local.tree import LocalTree
 
-__all__ = ["Opener", "default_opener", "open_source", "replica_at"]
+__all__ = ["ENDPOINT_VARIABLE", "Opener", "default_opener", "local_endpoint", "open_source", "replica_at"]
+
+ENDPOINT_VARIABLE = "SYNCHRO_ENDPOINT"
+_CHOICES = ("local", "portable")
+
+
+def local_endpoint() -> str:
+    """``local`` (folder descriptors) or ``portable`` (paths): the variable's choice, else what the system allows.
+
+    Raises ConfigError for another value, or ``local`` where folder
+    descriptors are missing.
+    """
+    chosen = os.environ.get(ENDPOINT_VARIABLE, "")
+    has_descriptors = hasattr(os, "O_DIRECTORY") and os.open in os.supports_dir_fd
+    if not chosen:
+        return "local" if has_descriptors else "portable"
+    if chosen not in _CHOICES:
+        raise ConfigError(f"{ENDPOINT_VARIABLE}={chosen!r}: expected one of {', '.join(_CHOICES)}")
+    if chosen == "local" and not has_descriptors:
+        raise ConfigError(f"{ENDPOINT_VARIABLE}=local: this system has no folder descriptors")
+    return chosen
 
 
 def open_source(path: str, *, opener: Opener = default_opener) -> Source:
-    """The source folder at ``path`` (resolved), open: always on this machine. Raises OSError."""
+    """The source folder at ``path`` (resolved), open: always on this machine. Raises OSError.
+
+    ``opener`` (a test hook) is the descriptor-based endpoint's.
+    """
+    if local_endpoint() == "portable":
+        from .portable.tree import PortableTree
+
+        return PortableTree(path)
+    from .local.tree import LocalTree
+
     return LocalTree.open_at(path, opener=opener)
 
 
 def replica_at(path: str) -> Replica:
     """The replica at ``path`` (a resolved local folder), not opened yet: lock it first."""
+    if local_endpoint() == "portable":
+        from .portable.replica import PortableReplica
+
+        return PortableReplica(path)
+    from .local.replica import LocalReplica
+
     return LocalReplica(path)

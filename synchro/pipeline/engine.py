@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from ..endpoints.base import ForkableReplica, ForkableSource, Replica, Source, describe
 from ..endpoints.capabilities import FULL_POSIX, Capabilities
-from ..endpoints.resolve import Opener, default_opener, open_source, replica_at
+from ..endpoints.resolve import Opener, default_opener, local_endpoint, open_source, replica_at
 from ..errors import ConfigError, ExitCode, ReplicaLocked, stop_code, stopped_by
 from ..options import MirrorOptions
 from .apply import ApplyContext, BeforeAction, DuringCopy, Progress, apply_plan
@@ -95,6 +95,9 @@ def run_cycle(
                 ) from None
             log.write(f"CREATED replica folder {escape(roots.replica)}")
             roots = roots._replace(replica_exists=True)
+        endpoint = replica_at(roots.replica)
+        if roots.versions is not None and local_endpoint() != "local":
+            raise ConfigError("versions are kept only where folders have descriptors (Linux, macOS)")
     except ConfigError as error:
         log.write(f"ERROR {error}")
         return finish(ExitCode.USAGE, str(error))
@@ -106,7 +109,6 @@ def run_cycle(
             "it is left out of the mirror"
         )
 
-    endpoint = replica_at(roots.replica)
     try:
         # A dry run into a replica still to be created writes nothing: no lock.
         lock = endpoint.lock() if roots.replica_exists else nullcontext()
@@ -162,8 +164,9 @@ def _rules(roots: Roots, options: MirrorOptions) -> PlanRules:
 
 
 def _as_root() -> bool:
-    # Only root can give an entry another owner: other users keep none.
-    return os.geteuid() == 0
+    # Only root can give an entry another owner: other users keep none
+    # (Windows has no owners to give: no geteuid).
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _warn_once(holds: Capabilities, *, as_root: bool, log: DailyLog) -> None:

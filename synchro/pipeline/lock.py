@@ -20,11 +20,11 @@ mount point) or anywhere else.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import stat
 from typing import TYPE_CHECKING
 
+from ..endpoints.local.flags import O_CLOEXEC, O_DIRECTORY
 from ..endpoints.local.scan import describe
 from ..errors import ConfigError, ReplicaLocked
 
@@ -113,8 +113,10 @@ class ReplicaLock:
         self._fd: int | None = None
 
     def __enter__(self) -> ReplicaLock:
+        import fcntl  # POSIX only: a Windows run locks a file instead (endpoints/portable/lock.py)
+
         try:
-            fd = os.open(self.replica, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(self.replica, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         except OSError as error:
             raise self._cannot(error) from None
         try:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from enum import Enum, IntEnum
 from typing import NamedTuple
 
-from ..endpoints.base import TEMP_PREFIX, Kind, Listing, Meta
+from ..endpoints.base import LOCK_NAME, TEMP_PREFIX, Kind, Listing, Meta
 from ..endpoints.capabilities import FULL_POSIX, Capabilities
 
 
@@ -168,6 +168,11 @@ def plan_folder(
     src_entries = src.entries if src is not None else {}
     rep_entries = rep.entries if rep is not None else {}
     unreadable = src.errors if src is not None else {}
+    if not rel and (LOCK_NAME in src_entries or LOCK_NAME in rep_entries):
+        # A run lock's file (a replica's on Windows, or one this source had
+        # as a replica): neither copied nor deleted.
+        src_entries = {k: v for k, v in src_entries.items() if k != LOCK_NAME}
+        rep_entries = {k: v for k, v in rep_entries.items() if k != LOCK_NAME}
     excluded = rules.excluded
     holds = rules.holds
     window = rules.modify_window_ns  # the replica's step in it already (fit_rules)

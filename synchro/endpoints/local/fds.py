@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+from .flags import O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW
+
+DIR_FLAGS = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
 KEEP_OPEN = 64
 
 

@@ -23,9 +23,10 @@ from collections.abc import Callable
 
 from ..base import SMALL_COPY, TEMP_PREFIX, Meta, OnChunk, SourceChanged, SourceVanished
 from .compiled import load
+from .flags import O_CLOEXEC, O_NOFOLLOW, O_NONBLOCK
 
-READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC
 CHUNK = 1 << 20
 # copy_file_range and sendfile move at most this much per call.
 MAX_CALL = 1 << 30

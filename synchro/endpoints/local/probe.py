@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 from ..base import TEMP_PREFIX
 from ..capabilities import FULL_POSIX, WINDOWS_FORBIDDEN, WINDOWS_PRINTABLE, Capabilities
+from .flags import O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW
 from .mounts import MOUNTINFO, fs_name
 
 PROBE_NAME = f"{TEMP_PREFIX}probe"
@@ -50,8 +51,8 @@ _ODD_SECOND = _BASE_NS + 3 * 10**9
 # µs, ms, 10 ms (exFAT), 1 s (exfat-fuse, SFTP), 2 s (FAT).
 _STEPS = (1, 100, 10**3, 10**6, 10**7, 10**9, 2 * 10**9)
 
-_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC
+_DIR = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
 _CASE, _CASE_SWAPPED = "cAsE", "CaSe"
 
 # What the name of a file system says, for a replica that cannot be probed.
