@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import NamedTuple
 
+from ..endpoints.local.flags import O_BINARY, O_CLOEXEC
 from ..errors import ExitCode, SynchroError
 from ..options import MIN_INTERVAL_HOURS
 from ..pipeline.lock import FileLock
@@ -216,7 +217,7 @@ def _write_atomically(path: str, text: str) -> None:
     # O_EXCL refuses a name taken; the status lock keeps other writers out.
     folder, name = os.path.split(path)
     temporary = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC | O_BINARY, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TextIO
 
+from ..endpoints.local.flags import O_BINARY, O_CLOEXEC, O_NOFOLLOW, O_NOINHERIT, O_NONBLOCK
 from .lock import FileLock, not_a_regular_file
 
 if TYPE_CHECKING:
@@ -100,7 +101,9 @@ def log_dir(logpath: str | os.PathLike[str]) -> str:
 # Opened as the lock files are: O_NONBLOCK, so that a FIFO planted at the
 # name cannot block the run (and every other run waiting for LOGS/.lock);
 # O_NOFOLLOW, so that a symlink there is never a way to append to its target.
-_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_LOG_FLAGS = (
+    os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_BINARY | O_NOINHERIT
+)
 # What open(2) says for a name that is not a regular file, with these flags:
 # a symlink, a FIFO nobody reads, a folder.
 _NOT_A_FILE = frozenset({errno.ELOOP, errno.EMLINK, errno.ENXIO, errno.EISDIR})
@@ -123,7 +126,8 @@ def open_log_file(path: str) -> int:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):  # a FIFO that has a reader, a device
             raise not_a_regular_file(path, mode=mode)
-        os.set_blocking(fd, True)  # a regular file: writes wait for the disk as usual
+        if O_NONBLOCK:  # Windows has no O_NONBLOCK (and no set_blocking on files)
+            os.set_blocking(fd, True)  # a regular file: writes wait for the disk as usual
     except BaseException:
         os.close(fd)
         raise

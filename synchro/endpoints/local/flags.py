@@ -14,3 +14,6 @@ O_DIRECTORY: int = getattr(os, "O_DIRECTORY", 0)
 O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
 O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
 O_NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)
+# Windows only: no translation of line ends, no inheritance by child processes.
+O_BINARY: int = getattr(os, "O_BINARY", 0)
+O_NOINHERIT: int = getattr(os, "O_NOINHERIT", 0)

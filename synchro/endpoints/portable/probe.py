@@ -56,7 +56,8 @@ def _measure(folder: str, fs_type: str, *, as_root: bool) -> Capabilities:
         lambda ns: os.utime(probe_file, ns=(ns, ns)), lambda: os.lstat(probe_file).st_mtime_ns
     )
     link = os.path.join(folder, "link")
-    symlinks = _succeeds(lambda: os.symlink("cAsE", link))
+    # Wine "makes" a link that nothing can find afterwards: only one that is there counts.
+    symlinks = _succeeds(lambda: os.symlink("cAsE", link)) and _is_link(link)
     link_times = (
         symlinks
         and not WINDOWS
@@ -91,6 +92,13 @@ def _measure(folder: str, fs_type: str, *, as_root: bool) -> Capabilities:
         forbidden_chars="" if _creates(os.path.join(folder, "a:b")) else WINDOWS_FORBIDDEN,
         utf8_only=not _creates(os.path.join(os.fsencode(folder), b"not-utf8-\xff")),
     )
+
+
+def _is_link(path: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _owners(path: str) -> bool:

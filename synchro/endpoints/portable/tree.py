@@ -65,6 +65,35 @@ def meta_of(st: os.stat_result, target: str | None = None) -> Meta:
     return Meta(kind_of(st), st.st_size, st.st_mtime_ns, mode_of(st), st.st_uid, st.st_gid, target)
 
 
+def _open_windows(path: str) -> int:
+    """A reading descriptor of file ``path``, never through a reparse point.
+
+    ``os.open`` goes through the C runtime, which says ``EACCES`` both for a
+    file it may not read and for one another program holds without sharing;
+    ``CreateFile`` tells them apart (``ERROR_SHARING_VIOLATION``), and opens
+    the reparse point itself rather than what it points to. The file is
+    shared for reading, writing and deleting: a backup never stands in the
+    way of the program that owns the file.
+    """
+    import _winapi  # type: ignore[import-not-found,unused-ignore]
+    import msvcrt
+
+    handle = _winapi.CreateFile(  # type: ignore[attr-defined,unused-ignore]
+        path,
+        0x80000000,  # GENERIC_READ
+        0x7,  # FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
+        0,
+        3,  # OPEN_EXISTING
+        0x00200000 | 0x08000000,  # FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_SEQUENTIAL_SCAN
+        0,
+    )
+    try:
+        return int(msvcrt.open_osfhandle(handle, os.O_RDONLY | getattr(os, "O_BINARY", 0)))  # type: ignore[attr-defined,unused-ignore]
+    except BaseException:
+        _winapi.CloseHandle(handle)  # type: ignore[attr-defined,unused-ignore]
+        raise
+
+
 class PortableTree:
     """The tree at folder ``root`` (resolved): a :class:`~synchro.endpoints.base.Source`."""
 
@@ -119,7 +148,7 @@ class PortableTree:
             listed = os.lstat(full)
             if kind_of(listed) is not Kind.FILE:
                 raise SourceChanged("is no longer a regular file")
-            fd = os.open(full, _READ)
+            fd = _open_windows(full) if WINDOWS else os.open(full, _READ)
         except (FileNotFoundError, NotADirectoryError):
             raise SourceVanished(name) from None
         except PermissionError as error:
