@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -51,6 +52,7 @@ def extension(name: str) -> Extension:
 
 
 setup(
-    ext_modules=[extension(name) for name in ("_scan", "_copy")],
+    # POSIX C (descriptors, copy_file_range): Windows uses the portable endpoint, in Python.
+    ext_modules=[] if os.name == "nt" else [extension(name) for name in ("_scan", "_copy")],
     options={"build": {"build_base": build_base}, "egg_info": {"egg_base": build_base}},
 )

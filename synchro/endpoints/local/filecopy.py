@@ -85,9 +85,12 @@ def _copy_data(
     """
     step = MAX_CALL if on_chunk is None else CHUNK
     total = 0
+    # Linux only (macOS and Windows have none): looked up here, not at
+    # import, so that a test can take it away as macOS does.
+    copy_file_range: Callable[[int, int, int], int] | None = getattr(os, "copy_file_range", None)
     try:
-        while length is None or total < length:
-            sent = os.copy_file_range(src, dst, step if length is None else min(step, length - total))
+        while copy_file_range is not None and (length is None or total < length):
+            sent = copy_file_range(src, dst, step if length is None else min(step, length - total))
             if sent == 0:
                 return total
             total += sent
@@ -95,7 +98,8 @@ def _copy_data(
                 return total
             if on_chunk is not None:
                 on_chunk(before + total)
-        return total
+        if copy_file_range is not None:
+            return total
     except OSError as error:
         if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP) or total:
             raise
@@ -109,7 +113,9 @@ def _copy_data(
                 on_chunk(before + total)
         return total
     except OSError as error:
-        if error.errno not in (errno.ENOSYS, errno.EINVAL) or total:
+        # macOS sends to sockets only: ENOTSOCK for a file (EOPNOTSUPP on
+        # older versions), as Linux before 2.6.33 said EINVAL.
+        if error.errno not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSOCK, errno.EOPNOTSUPP) or total:
             raise
     while (length is None or total < length) and (
         chunk := os.read(src, CHUNK if length is None else min(CHUNK, length - total))
