@@ -3,7 +3,9 @@
 systemd, ``kill`` and a cron timeout send SIGTERM; turned into
 :class:`~synchro.errors.Terminated` (a :class:`KeyboardInterrupt`) it stops
 a run the same clean way: temporaries removed, the log says interrupted,
-the lock released. The previous handler comes back afterwards.
+the lock released. On Windows, Ctrl+Break (SIGBREAK, which would end the
+process on the spot) stops a run as Ctrl+C does: exit 130. The previous
+handlers come back afterwards.
 """
 
 from __future__ import annotations
@@ -20,10 +22,19 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt()
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, _terminate)
+    # Windows only: Ctrl+Break.
+    ctrl_break = getattr(signal, "SIGBREAK", None)
+    previous_break = signal.signal(ctrl_break, _interrupt) if ctrl_break is not None else None
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if ctrl_break is not None:
+            signal.signal(ctrl_break, previous_break)

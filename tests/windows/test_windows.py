@@ -293,3 +293,28 @@ def test_symbolic_links_are_copied_as_links(tmp_path: Path) -> None:
     report = mirror(src, rep, create_replica=True, logpath=tmp_path)
     assert report.exit_code == 0
     assert os.readlink(rep / "link") == "a.txt"
+
+
+@pytest.mark.parametrize("key", ["SIGINT", "SIGBREAK"])  # Ctrl+C, Ctrl+Break
+def test_ctrl_c_and_ctrl_break_stop_a_run_cleanly_with_exit_130(tmp_path: Path, key: str) -> None:
+    src, rep = tmp_path / "src", tmp_path / "rep"
+    for number in range(5):
+        write(src / f"file-{number}.txt", b"x" * 1000)
+    # The key is pressed as the first copy is about to be put in place.
+    run = python(
+        "import os, signal;"
+        "real = os.replace;"
+        f"os.replace = lambda a, b: (signal.raise_signal(signal.{key}), real(a, b));"
+        "from synchro.faces.cli import main;"
+        "sys.exit(main(['--once', '--create-replica', sys.argv[1], sys.argv[2]]))",
+        str(src),
+        str(rep),
+        cwd=tmp_path,
+    )
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130, out + err
+    assert "synchro: interrupted" in err
+    lines = log_lines(tmp_path)
+    assert lines[-2].endswith("INTERRUPTED the run was stopped; the replica holds no partial file"), lines
+    assert lines[-1].split()[2] == "SUMMARY" and lines[-1].endswith("exit=130")
+    assert os.listdir(rep) == []  # no temporary, no partial file
