@@ -37,6 +37,11 @@ def mode_of(st: os.stat_result) -> int:
     return mode
 
 
+def has_reparse_point(st: os.stat_result) -> bool:
+    """A link, a junction or another reparse point (Windows)."""
+    return WINDOWS and bool(_attributes(st) & _REPARSE_POINT)
+
+
 def is_reparse_point(st: os.stat_result) -> bool:
     """A junction (or another reparse point that is not a symlink): never entered or followed.
 
@@ -46,15 +51,18 @@ def is_reparse_point(st: os.stat_result) -> bool:
     return WINDOWS and bool(_attributes(st) & _REPARSE_POINT) and not stat.S_ISLNK(st.st_mode)
 
 
-def set_mode(path: str, mode: int) -> None:
+def set_mode(path: str, mode: int, *, fresh: bool = False) -> None:
     """Give the file or folder at ``path`` (never a link) the permissions of ``mode``.
 
     On Windows: read-only when ``mode`` has no write bit, and the hidden and
     system attributes as its bits say (other attributes are left alone).
+    ``fresh``: a file this run just made, which has none of them yet.
     """
     if not WINDOWS:
         os.chmod(path, stat.S_IMODE(mode))
         return
+    if fresh and mode & stat.S_IWRITE and not mode & (HIDDEN_BIT | SYSTEM_BIT):
+        return  # most files: nothing to set, and no call to find it out
     _set_attributes(path, mode)
 
 

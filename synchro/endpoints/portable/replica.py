@@ -104,7 +104,7 @@ class PortableReplica(PortableTree):
                 if self.keep_times:
                     os.utime(tmp, ns=(before.st_atime_ns, before.st_mtime_ns))
                 if self.keep_mode:
-                    set_mode(tmp, mode_of(before))  # last: read-only refuses nothing after it
+                    set_mode(tmp, mode_of(before), fresh=True)  # last: read-only refuses nothing after it
                 self._retried(lambda: self._replace(tmp, self.path(folder, name)))
             except BaseException:
                 if made:
@@ -207,10 +207,16 @@ class PortableReplica(PortableTree):
     # --- helpers
 
     def _replace(self, tmp: str, target: str) -> None:
-        if WINDOWS:
+        try:
+            os.replace(tmp, target)
+        except PermissionError:
+            if not WINDOWS:
+                raise
+            # A read-only file cannot be replaced: clear that, then try again
+            # (an error now is the file being open elsewhere).
             with suppress(FileNotFoundError):
-                make_writable(target)  # a read-only file cannot be replaced
-        os.replace(tmp, target)
+                make_writable(target)
+            os.replace(tmp, target)
 
     def _retried(self, call: Callable[[], None]) -> None:
         """``call``, tried again while Windows says another program holds the file."""

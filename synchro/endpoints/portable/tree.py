@@ -20,7 +20,7 @@ import os
 import stat
 
 from ..base import Kind, Listing, Meta, SourceChanged, SourceVanished, describe
-from .attributes import WINDOWS, is_reparse_point, mode_of
+from .attributes import WINDOWS, has_reparse_point, is_reparse_point, mode_of
 
 # Windows' ERROR_SHARING_VIOLATION and ERROR_LOCK_VIOLATION: another program
 # holds the file open without sharing it (or has locked part of it).
@@ -94,6 +94,24 @@ def _open_windows(path: str) -> int:
         raise
 
 
+def _open_source_windows(path: str, name: str) -> int:
+    """Open source file ``path`` on Windows: the reparse point itself if one is
+    there (never what it leads to), refused unless it is a regular file."""
+    try:
+        fd = _open_windows(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise SourceVanished(name) from None
+    except PermissionError as error:
+        if getattr(error, "winerror", None) in _IN_USE:
+            raise SourceInUse() from None
+        raise
+    st = os.fstat(fd)
+    if has_reparse_point(st) or not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise SourceChanged("is no longer a regular file")
+    return fd
+
+
 class PortableTree:
     """The tree at folder ``root`` (resolved): a :class:`~synchro.endpoints.base.Source`."""
 
@@ -144,17 +162,15 @@ class PortableTree:
 
     def open_file(self, folder: str, name: str) -> int:
         full = self.path(folder, name)
+        if WINDOWS:
+            return _open_source_windows(full, name)
         try:
             listed = os.lstat(full)
             if kind_of(listed) is not Kind.FILE:
                 raise SourceChanged("is no longer a regular file")
-            fd = _open_windows(full) if WINDOWS else os.open(full, _READ)
+            fd = os.open(full, _READ)
         except (FileNotFoundError, NotADirectoryError):
             raise SourceVanished(name) from None
-        except PermissionError as error:
-            if getattr(error, "winerror", None) in _IN_USE:
-                raise SourceInUse() from None
-            raise
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise SourceChanged("became a link while copying") from None
