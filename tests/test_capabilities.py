@@ -278,3 +278,20 @@ def test_mount_of_unescapes_the_source_and_knows_no_device(tmp_path: Path) -> No
     assert mount_of(os.makedev(1, 1), str(info)) is None
     assert fs_name(os.makedev(1, 1), str(info)) == "unknown"
     assert fs_name(os.makedev(0, 52), str(tmp_path / "missing")) == "unknown"
+
+
+def test_what_the_source_side_cannot_have_either_is_no_loss() -> None:
+    from synchro.endpoints.capabilities import FULL_POSIX, WINDOWS_FORBIDDEN, WINDOWS_NATIVE
+
+    ntfs = FULL_POSIX._replace(
+        fs_type="ntfs",
+        owners=False,
+        symlinks=False,
+        case_sensitive=False,
+        time_precision_ns=100,
+        forbidden_chars=WINDOWS_FORBIDDEN,
+        windows_names=True,
+    )
+    assert "names Windows reserves" in ntfs.cannot_keep()
+    # A Windows source has no such names, owners or finer times: only the links are lost.
+    assert ntfs.cannot_keep(WINDOWS_NATIVE) == ["symbolic links"]

@@ -57,8 +57,15 @@ class Capabilities(NamedTuple):
     utf8_only: bool = False  # a name that is not valid UTF-8 is refused (exFAT, FAT)
     windows_names: bool = False  # device names (CON, NUL, COM1...) and trailing dots or spaces refused
 
-    def cannot_keep(self) -> list[str]:
-        """What a mirror onto this replica loses, in words for the run's one WARNING line."""
+    def cannot_keep(self, source: Capabilities | None = None) -> list[str]:
+        """What a mirror onto this replica loses, in words for the run's one WARNING line.
+
+        ``source``: what the source's side cannot have either (on Windows, no
+        tree holds ``CON`` or two names that differ in case): not a loss.
+        """
+        if source is not None:
+            already = set(source.cannot_keep())
+            return [word for word in self.cannot_keep() if word not in already]
         lost: list[str] = []
         if not self.owners:
             lost.append("owners")
@@ -138,6 +145,17 @@ class Capabilities(NamedTuple):
 
 # What an ext4, XFS, Btrfs or tmpfs replica holds: everything, exactly.
 FULL_POSIX = Capabilities("posix")
+# What no tree on Windows holds, whatever its file system: owners as POSIX
+# has them, names that differ only in case or that Windows refuses, times
+# finer than NTFS's 100 ns (the source of a Windows run cannot have them).
+WINDOWS_NATIVE = Capabilities(
+    "ntfs",
+    owners=False,
+    case_sensitive=False,
+    time_precision_ns=100,
+    forbidden_chars=WINDOWS_FORBIDDEN,
+    windows_names=True,
+)
 
 
 def windows_reserved(name: str) -> str | None:

@@ -16,9 +16,18 @@ import os
 
 from ..errors import ConfigError
 from .base import Replica, Source
+from .capabilities import WINDOWS_NATIVE, Capabilities
 from .local.filecopy import Opener, default_opener
 
-__all__ = ["ENDPOINT_VARIABLE", "Opener", "default_opener", "local_endpoint", "open_source", "replica_at"]
+__all__ = [
+    "ENDPOINT_VARIABLE",
+    "Opener",
+    "default_opener",
+    "local_endpoint",
+    "open_source",
+    "replica_at",
+    "source_limits",
+]
 
 ENDPOINT_VARIABLE = "SYNCHRO_ENDPOINT"
 _CHOICES = ("local", "portable")
@@ -39,6 +48,12 @@ def local_endpoint() -> str:
     if chosen == "local" and not has_descriptors:
         raise ConfigError(f"{ENDPOINT_VARIABLE}=local: this system has no folder descriptors")
     return chosen
+
+
+def source_limits() -> Capabilities | None:
+    """What no source on this system can have either (Windows: case-only names,
+    ``CON``...), so that the run's WARNING names only real losses; None: nothing."""
+    return WINDOWS_NATIVE if os.name == "nt" else None
 
 
 def open_source(path: str, *, opener: Opener = default_opener) -> Source:

@@ -20,7 +20,14 @@ from typing import NamedTuple
 
 from ..endpoints.base import ForkableReplica, ForkableSource, Replica, Source, describe
 from ..endpoints.capabilities import FULL_POSIX, Capabilities
-from ..endpoints.resolve import Opener, default_opener, local_endpoint, open_source, replica_at
+from ..endpoints.resolve import (
+    Opener,
+    default_opener,
+    local_endpoint,
+    open_source,
+    replica_at,
+    source_limits,
+)
 from ..errors import ConfigError, ExitCode, ReplicaLocked, stop_code, stopped_by
 from ..options import MirrorOptions
 from .apply import ApplyContext, BeforeAction, DuringCopy, Progress, apply_plan
@@ -174,7 +181,7 @@ def _warn_once(holds: Capabilities, *, as_root: bool, log: DailyLog) -> None:
 
     Owners are named only to root: no other user's run keeps them anywhere.
     """
-    lost = [word for word in holds.cannot_keep() if as_root or word != "owners"]
+    lost = [word for word in holds.cannot_keep(source_limits()) if as_root or word != "owners"]
     if lost:
         log.write(f"WARNING the replica's file system ({holds.fs_type}) cannot keep {', '.join(lost)}")
 

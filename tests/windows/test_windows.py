@@ -56,6 +56,9 @@ def test_mirror_copies_overwrites_and_deletes(tmp_path: Path) -> None:
     assert (rep / "a.txt").read_bytes() == b"alpha, longer"
     assert not (rep / "gone").exists()
     assert mirror(src, rep, logpath=tmp_path).added == []
+    # What no Windows tree has (case-only names, CON) is no loss worth a warning.
+    warnings = [line for line in log_lines(tmp_path) if " WARNING " in line]
+    assert not [line for line in warnings if "case" in line or "reserves" in line], warnings
 
 
 def test_hidden_system_and_read_only_files_are_kept(tmp_path: Path) -> None:
