@@ -50,6 +50,14 @@ def local_endpoint() -> str:
     return chosen
 
 
+def require_descriptors(feature: str) -> None:
+    """Refuse ``feature`` (ConfigError, exit 2) where it needs the descriptor-based endpoint."""
+    if local_endpoint() != "local":
+        raise ConfigError(
+            f"{feature} needs folder descriptors, which this system lacks (Windows): not available here yet"
+        )
+
+
 def source_limits() -> Capabilities | None:
     """What no source on this system can have either (Windows: case-only names,
     ``CON``...), so that the run's WARNING names only real losses; None: nothing."""

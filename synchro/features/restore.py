@@ -35,6 +35,7 @@ from ..endpoints.local.fds import DIR_FLAGS, DirStack, open_root
 from ..endpoints.local.fdtree import join, lookup, make_folder, remove_tree
 from ..endpoints.local.filecopy import copy_file, copy_link, set_folder_meta
 from ..endpoints.local.scan import Kind, Meta, describe, list_folder
+from ..endpoints.resolve import require_descriptors
 from ..errors import ConfigError, ExitCode
 from ..pipeline.lock import ReplicaLock
 from ..pipeline.log import escape
@@ -242,6 +243,7 @@ def restore(
     :class:`~synchro.errors.ReplicaLocked` while a run writes the replica.
     ``emit`` gets a ``RESTORED path`` line per entry, and ``FAILED`` lines.
     """
+    require_descriptors("restore")
     say: Emit = emit if emit is not None else (lambda line: None)
     rel = clean_path(path)
     moment = parse_at(at) if at else None

@@ -44,6 +44,7 @@ from ..endpoints.local.fds import DirStack, open_root
 from ..endpoints.local.filecopy import CHUNK, READ_FLAGS
 from ..endpoints.local.replica import measure
 from ..endpoints.local.scan import Kind, Listing, Meta, describe, list_folder, meta_of
+from ..endpoints.resolve import require_descriptors
 from ..errors import ExitCode
 from ..options import MirrorOptions
 from ..pipeline.exclude import Excluder
@@ -440,6 +441,7 @@ def run_verify(
     (its differences would be noise). ``console`` gets the lines (None:
     quiet); ``progress`` draws a bar on it (the caller checks for a terminal).
     """
+    require_descriptors("--verify")
     roots = check_roots(source, replica, log_dir(logpath) if logpath is not None else None)
     stream: TextIO | None = console
     factory: ProgressFactory | None = None

@@ -26,6 +26,7 @@ from ..endpoints.resolve import (
     local_endpoint,
     open_source,
     replica_at,
+    require_descriptors,
     source_limits,
 )
 from ..errors import ConfigError, ExitCode, ReplicaLocked, stop_code, stopped_by
@@ -104,7 +105,7 @@ def run_cycle(
             roots = roots._replace(replica_exists=True)
         endpoint = replica_at(roots.replica)
         if roots.versions is not None and local_endpoint() != "local":
-            raise ConfigError("versions are kept only where folders have descriptors (Linux, macOS)")
+            require_descriptors("versions")
     except ConfigError as error:
         log.write(f"ERROR {error}")
         return finish(ExitCode.USAGE, str(error))

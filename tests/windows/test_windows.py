@@ -321,3 +321,19 @@ def test_ctrl_c_and_ctrl_break_stop_a_run_cleanly_with_exit_130(tmp_path: Path, 
     assert lines[-2].endswith("INTERRUPTED the run was stopped; the replica holds no partial file"), lines
     assert lines[-1].split()[2] == "SUMMARY" and lines[-1].endswith("exit=130")
     assert os.listdir(rep) == []  # no temporary, no partial file
+
+
+def test_what_windows_does_not_have_yet_is_refused_with_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synchro.faces.cli import main
+
+    src, rep = tmp_path / "src", tmp_path / "rep"
+    write(src / "a.txt", b"a")
+    monkeypatch.chdir(tmp_path)  # the log beside the command
+    assert main(["--once", "--create-replica", str(src), str(rep)]) == 0
+    assert main(["--verify", str(src), str(rep)]) == 2
+    assert main(["--once", "--versions", str(tmp_path / "versions"), str(src), str(rep)]) == 2
+    assert log_lines(tmp_path)[-2].endswith(
+        "ERROR versions needs folder descriptors, which this system lacks (Windows): not available here yet"
+    )
