@@ -114,8 +114,8 @@ class PortableReplica(PortableTree):
         finally:
             os.close(src)
 
-    def copy_job(self, source: Source, folder: str, name: str) -> _CopyJob:
-        return _CopyJob(self, source, folder, name)
+    def copy_job(self, source: Source, folder: str, name: str, on_chunk: OnChunk | None = None) -> _CopyJob:
+        return _CopyJob(self, source, folder, name, on_chunk)
 
     def copy_link(self, folder: str, name: str, meta: Meta) -> None:
         assert meta.target is not None
@@ -258,11 +258,14 @@ def _copy_data(src: int, dst: int, on_chunk: OnChunk | None) -> int:
 class _CopyJob:
     """One copy run on another thread: paths only, so nothing is shared with the main thread."""
 
-    def __init__(self, replica: PortableReplica, source: Source, folder: str, name: str) -> None:
+    def __init__(
+        self, replica: PortableReplica, source: Source, folder: str, name: str, on_chunk: OnChunk | None
+    ) -> None:
         self._replica, self._source, self._folder, self._name = replica, source, folder, name
+        self._on_chunk = on_chunk
 
     def run(self) -> int:
-        return self._replica.copy_file(self._source, self._folder, self._name)
+        return self._replica.copy_file(self._source, self._folder, self._name, self._on_chunk)
 
     def discard(self) -> None:
         pass  # holds nothing open

@@ -155,6 +155,10 @@ class PortableTree:
             return None
         return meta_of(st, target)
 
+    def identity(self, folder: str) -> tuple[int, int]:
+        found = os.lstat(self.path(folder))
+        return found.st_dev, found.st_ino
+
     def check_folder(self, path: str) -> None:
         st = os.lstat(self.path(path))
         if not stat.S_ISDIR(st.st_mode) or is_reparse_point(st):
