@@ -47,11 +47,17 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM turned into an interruption, so cleanup runs as for Ctrl+C."""
 
 
+class CtrlBreak(KeyboardInterrupt):
+    """Ctrl+Break on Windows (SIGBREAK): stops a run as Ctrl+C does, exit 130."""
+
+
 def stop_code(stop: KeyboardInterrupt) -> ExitCode:
     """The exit code of a run stopped by ``stop``: 143 for SIGTERM, 130 for Ctrl+C."""
     return ExitCode.TERMINATED if isinstance(stop, Terminated) else ExitCode.INTERRUPTED
 
 
 def stopped_by(stop: KeyboardInterrupt) -> str:
-    """What stopped a run, as the log says it: ``SIGTERM`` or ``Ctrl+C``."""
-    return "SIGTERM" if isinstance(stop, Terminated) else "Ctrl+C"
+    """What stopped a run, as the log says it: ``SIGTERM``, ``Ctrl+C`` or ``Ctrl+Break``."""
+    if isinstance(stop, Terminated):
+        return "SIGTERM"
+    return "Ctrl+Break" if isinstance(stop, CtrlBreak) else "Ctrl+C"

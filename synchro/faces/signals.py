@@ -15,15 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from ..errors import Terminated
+from ..errors import CtrlBreak, Terminated
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt()
+def _ctrl_break(signum: int, frame: FrameType | None) -> None:
+    raise CtrlBreak()
 
 
 @contextmanager
@@ -31,7 +31,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, _terminate)
     # Windows only: Ctrl+Break.
     ctrl_break = getattr(signal, "SIGBREAK", None)
-    previous_break = signal.signal(ctrl_break, _interrupt) if ctrl_break is not None else None
+    previous_break = signal.signal(ctrl_break, _ctrl_break) if ctrl_break is not None else None
     try:
         yield
     finally:

@@ -298,8 +298,8 @@ def test_symbolic_links_are_copied_as_links(tmp_path: Path) -> None:
     assert os.readlink(rep / "link") == "a.txt"
 
 
-@pytest.mark.parametrize("key", ["SIGINT", "SIGBREAK"])  # Ctrl+C, Ctrl+Break
-def test_ctrl_c_and_ctrl_break_stop_a_run_cleanly_with_exit_130(tmp_path: Path, key: str) -> None:
+@pytest.mark.parametrize(("key", "name"), [("SIGINT", "Ctrl+C"), ("SIGBREAK", "Ctrl+Break")])
+def test_ctrl_c_and_ctrl_break_stop_a_run_cleanly_with_exit_130(tmp_path: Path, key: str, name: str) -> None:
     src, rep = tmp_path / "src", tmp_path / "rep"
     for number in range(5):
         write(src / f"file-{number}.txt", b"x" * 1000)
@@ -318,7 +318,9 @@ def test_ctrl_c_and_ctrl_break_stop_a_run_cleanly_with_exit_130(tmp_path: Path, 
     assert run.returncode == 130, out + err
     assert "synchro: interrupted" in err
     lines = log_lines(tmp_path)
-    assert lines[-2].endswith("INTERRUPTED the run was stopped; the replica holds no partial file"), lines
+    assert lines[-2].endswith(
+        f"INTERRUPTED the run was stopped by {name}; the replica holds no partial file"
+    ), lines
     assert lines[-1].split()[2] == "SUMMARY" and lines[-1].endswith("exit=130")
     assert os.listdir(rep) == []  # no temporary, no partial file
 
