@@ -300,6 +300,12 @@ def helper_keeps_a_part(monkeypatch: pytest.MonkeyPatch, no_hang: None) -> Itera
             os.close(fd)
 
 
+# tests/windows/ runs under Windows CPython (tests/test_windows_lane.py runs
+# it under Wine): never entered elsewhere, so that its conftest.py does not
+# take this one's place as the module ``conftest``.
+collect_ignore = [] if os.name == "nt" else ["windows"]
+
+
 @pytest.fixture(params=["local", "portable"])
 def each_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run the test once per local endpoint: folder descriptors, and paths

@@ -1,5 +1,6 @@
 """The Windows lane's helpers: these tests run under Windows CPython (tests/test_windows_lane.py
-runs them under Wine); elsewhere they are not collected."""
+runs them under Wine, with ``--confcutdir`` here: tests/conftest.py is for POSIX);
+elsewhere tests/conftest.py keeps pytest out of this folder."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO))
-
-collect_ignore_glob = [] if os.name == "nt" else ["test_*.py"]
 
 GENERIC_READ = 0x80000000
 GENERIC_WRITE = 0x40000000
