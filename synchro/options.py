@@ -222,6 +222,10 @@ class MirrorOptions(NamedTuple):
     # and for how long (see synchro.features.versions).
     versions: str | None = None
     keep_versions: KeepVersions = KeepVersions()
+    # The AWS profile (~/.aws/config, ~/.aws/credentials) of an s3:// replica;
+    # None: the standard AWS settings (AWS_PROFILE, AWS_* variables). A local
+    # replica ignores it.
+    s3_profile: str | None = None
 
     @property
     def modify_window_ns(self) -> int:
@@ -254,6 +258,10 @@ def make_options(**options: object) -> MirrorOptions:
             values[name] = parse_path(name, value)
         elif name == "keep_versions":
             values[name] = parse_keep_versions(value)
+        elif name == "s3_profile":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"s3_profile: expected the name of an AWS profile, got {value!r}")
+            values[name] = value.strip()
     return MirrorOptions(**values)  # type: ignore[arg-type]
 
 

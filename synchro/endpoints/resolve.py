@@ -13,8 +13,10 @@ resolves a protocol.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from ..errors import ConfigError
+from ..options import MirrorOptions
 from .base import Replica, Source
 from .capabilities import WINDOWS_NATIVE, Capabilities
 from .local.filecopy import Opener, default_opener
@@ -78,8 +80,19 @@ def open_source(path: str, *, opener: Opener = default_opener) -> Source:
     return LocalTree.open_at(path, opener=opener)
 
 
-def replica_at(path: str) -> Replica:
-    """The replica at ``path`` (a resolved local folder), not opened yet: lock it first."""
+def replica_at(
+    path: str, options: MirrorOptions | None = None, say: Callable[[str], None] | None = None
+) -> Replica:
+    """The replica at ``path`` (a resolved local folder, or a URL), not opened yet: lock it first.
+
+    ``say`` writes a line to the run's log (what a remote endpoint does on
+    its own: a dead run's lock taken over, its unfinished uploads aborted).
+    """
+    if path.lower().startswith("s3://"):
+        from .s3.replica import S3Replica  # only an s3:// pair loads boto3
+
+        options = options or MirrorOptions()
+        return S3Replica(path, profile=options.s3_profile, dry_run=options.dry_run, say=say)
     if local_endpoint() == "portable":
         from .portable.replica import PortableReplica
 

@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--create-replica", action="store_true", help="create REPLICA if it does not exist")
     parser.add_argument(
+        "--s3-profile",
+        metavar="NAME",
+        default=None,
+        help="the AWS profile of an s3:// replica (default: AWS_PROFILE or the AWS_* variables)",
+    )
+    parser.add_argument(
         "--versions",
         metavar="PATH",
         default=None,
@@ -268,6 +274,7 @@ def _run(args: argparse.Namespace) -> int:
                 max_delete=args.max_delete,
                 modify_window=args.modify_window,
                 create_replica=args.create_replica,
+                s3_profile=args.s3_profile,
                 versions=args.versions,
                 keep_versions=args.keep_versions,
             )

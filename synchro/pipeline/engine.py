@@ -103,7 +103,7 @@ def run_cycle(
                 ) from None
             log.write(f"CREATED replica folder {escape(roots.replica)}")
             roots = roots._replace(replica_exists=True)
-        endpoint = replica_at(roots.replica)
+        endpoint = replica_at(roots.replica, options, log.write)
         if roots.versions is not None and local_endpoint() != "local":
             require_descriptors("versions")
     except ConfigError as error:

@@ -109,7 +109,20 @@ def _show(path: str | os.PathLike[str]) -> str:
     return escape(os.fspath(path))
 
 
+# A replica given as a URL of these schemes is not on this machine's file
+# system: it is never resolved as a local path (nor created as a local
+# folder named after the URL); its endpoint checks it when the run starts.
+REMOTE_SCHEMES = ("s3://",)
+
+
+def is_remote(path: str | os.PathLike[str]) -> bool:
+    text = os.fspath(path)
+    return isinstance(text, str) and text.lower().startswith(REMOTE_SCHEMES)
+
+
 def resolve(path: str | os.PathLike[str]) -> str:
+    if is_remote(path):
+        return os.fspath(path)
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
 
@@ -130,6 +143,8 @@ def check_roots(
         raise ConfigError(f"source folder does not exist: {_show(source)}")
     if not os.path.isdir(src_path):
         raise ConfigError(f"source is not a folder: {_show(source)}")
+    if is_remote(rep_path):
+        return _check_remote(src_path, rep_path, logs, versions)
     replica_exists = os.path.lexists(rep_path)
     if replica_exists and not os.path.isdir(rep_path):
         raise ConfigError(f"replica is not a folder: {_show(replica)}")
@@ -208,3 +223,23 @@ def check_versions(versions: str | os.PathLike[str], source: Place, replica: Pla
             f"versions folder {shown} does not exist, nor its parent folder (is the drive mounted?)"
         )
     return kept.path
+
+
+def _check_remote(
+    src_path: str, url: str, logs: str | os.PathLike[str] | None, versions: str | os.PathLike[str] | None
+) -> Roots:
+    """The checks of a pair whose replica is a URL; the server is asked when the run starts.
+
+    An s3:// prefix always exists (a new one is empty): nothing is created.
+    """
+    from ..endpoints.s3.connect import parse_s3_url  # only an s3:// pair needs it
+
+    location = parse_s3_url(url)  # ConfigError: malformed
+    if versions is not None:
+        raise ConfigError(f"versions: old versions are not kept for an s3:// replica yet ({_show(url)})")
+    logs_in_source = None
+    if logs is not None:
+        logs_in_source = where_in(place(resolve(logs)), place(src_path))
+        if logs_in_source == "":
+            raise ConfigError(f"the log folder is the source folder: {_show(src_path)}")
+    return Roots(src_path, str(location), True, logs_in_source, None)

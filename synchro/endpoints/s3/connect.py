@@ -65,8 +65,12 @@ def parse_s3_url(url: str) -> S3Location:
     return S3Location(bucket, prefix)
 
 
-def client(*, profile: str | None = None, attempts: int = ATTEMPTS) -> S3Client:
-    """A boto3 S3 client from the standard AWS settings, with bounded timeouts and retries."""
+def client(*, profile: str | None = None, attempts: int = ATTEMPTS, connections: int = 32) -> S3Client:
+    """A boto3 S3 client from the standard AWS settings, with bounded timeouts and retries.
+
+    boto3 clients are thread-safe: one is shared by every upload in flight,
+    through a pool of ``connections``.
+    """
     import boto3
     import botocore.config
     import botocore.exceptions
@@ -76,7 +80,7 @@ def client(*, profile: str | None = None, attempts: int = ATTEMPTS) -> S3Client:
         read_timeout=READ_SECONDS,
         retries={"max_attempts": attempts, "mode": "standard"},
         # Many uploads in flight share the client's connection pool.
-        max_pool_connections=32,
+        max_pool_connections=connections,
     )
     try:
         session = boto3.session.Session(profile_name=profile)
