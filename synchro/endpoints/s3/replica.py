@@ -30,7 +30,7 @@ import botocore.exceptions
 from ..base import Concurrency, Kind, Listing, Meta, OnChunk, Source
 from ..capabilities import Capabilities
 from . import index as index_file
-from .connect import S3Location, check_bucket, client, parse_s3_url
+from .connect import S3Location, check_bucket, client, parse_s3_url, session
 from .failures import UNREACHABLE, as_os_error
 from .index import Entry, Folder
 from .layout import LINK_SUFFIX, encode_name, file_metadata, object_name
@@ -85,9 +85,10 @@ class S3Replica:
     @property
     def s3(self) -> S3Client:
         if self._s3 is None:
-            check_bucket(self.location, profile=self.profile)  # ConfigError: one line, exit 2
+            aws = session(self.profile)
+            check_bucket(self.location, using=aws)  # ConfigError: one line, exit 2
             # The copies in flight and the parts of large files share it.
-            self._s3 = client(profile=self.profile, connections=REMOTE.copies_in_flight + 2 * PARTS_IN_FLIGHT)
+            self._s3 = client(using=aws, connections=REMOTE.copies_in_flight + 2 * PARTS_IN_FLIGHT)
         return self._s3
 
     def key(self, path: str) -> str:

@@ -16,7 +16,7 @@ on every run, once). A link's text is in the index, or read with a GET.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -28,9 +28,12 @@ from .layout import LINK_SUFFIX, meta_from_metadata, parse_mode
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # pragma: no cover - types only
+    from mypy_boto3_s3.type_defs import ObjectTypeDef  # pragma: no cover - types only
 
 # Requests in flight while metadata is asked for object by object.
 HEADS_IN_FLIGHT = 32
+# Listings of sub-folders in flight (each pages through its keys in turn).
+LISTINGS_IN_FLIGHT = 8
 
 
 class Listed(NamedTuple):
@@ -46,23 +49,42 @@ def strip_etag(etag: str) -> str:
     return etag.strip('"')
 
 
-def list_prefix(s3: S3Client, location: S3Location) -> list[Listed]:
-    """Every object under ``prefix/``, flat (one request per 1,000 keys)."""
+def list_prefix(s3: S3Client, location: S3Location, *, in_flight: int = LISTINGS_IN_FLIGHT) -> list[Listed]:
+    """Every object under ``prefix/``, flat.
+
+    A listing pages through 1,000 keys per request, each page waiting for
+    the one before. So the top level is listed first with a delimiter (its
+    files, and its sub-folders as common prefixes), then each top-level
+    sub-folder flat, several at once. An emptied prefix that a server still
+    shows among the common prefixes (SeaweedFS does) lists as empty.
+    """
     base = location.key("")
     found: list[Listed] = []
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=base)
+    folders: list[str] = []
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=base, Delimiter="/")
     for page in pages:
-        for item in page.get("Contents", ()):
-            stored: datetime = item["LastModified"]
-            found.append(
-                Listed(
-                    item["Key"][len(base) :],
-                    item["Size"],
-                    strip_etag(item["ETag"]),
-                    int(stored.timestamp()) * 10**9,
-                )
-            )
+        found.extend(_listed(page.get("Contents", ()), len(base)))
+        folders.extend(common["Prefix"] for common in page.get("CommonPrefixes", ()))
+
+    def flat(prefix: str) -> list[Listed]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix)
+        return [item for page in pages for item in _listed(page.get("Contents", ()), len(base))]
+
+    if len(folders) == 1:
+        found.extend(flat(folders[0]))
+    elif folders:
+        with ThreadPoolExecutor(in_flight, thread_name_prefix="synchro-s3-list") as pool:
+            for listed in pool.map(flat, folders):
+                found.extend(listed)
     return found
+
+
+def _listed(contents: Iterable[ObjectTypeDef], cut: int) -> Iterator[Listed]:
+    for item in contents:
+        stored: datetime = item["LastModified"]
+        yield Listed(
+            item["Key"][cut:], item["Size"], strip_etag(item["ETag"]), int(stored.timestamp()) * 10**9
+        )
 
 
 class Snapshot:
