@@ -214,6 +214,9 @@ class S3Replica:
         entries = self.snap.folders.get(parent)
         return None if entries is None else entries.get(name)
 
+    def identity(self, folder: str) -> object | None:
+        return None  # a bucket: no folder of this machine is one of its folders
+
     # --- the actions
 
     def _object(self, folder: str, name: str, kind: Kind) -> str:
