@@ -39,7 +39,7 @@ from ..endpoints.resolve import require_descriptors
 from ..errors import ConfigError, ExitCode
 from ..pipeline.lock import ReplicaLock
 from ..pipeline.log import escape
-from ..pipeline.roots import place, resolve, where_in
+from ..pipeline.roots import is_remote, place, resolve, where_in
 from .versions import ADDED_SUFFIX, EVERYTHING, addition_lists, clean_path, parse_at, read_added, run_folders
 
 Emit = Callable[[str], None]
@@ -235,6 +235,7 @@ def restore(
     source: str | os.PathLike[str] | None = None,
     force: bool = False,
     emit: Emit | None = None,
+    profile: str | None = None,
 ) -> RestoreReport:
     """Restore ``path`` of the pair ("" = all of it) into folder ``target``; see the module docstring.
 
@@ -243,6 +244,20 @@ def restore(
     :class:`~synchro.errors.ReplicaLocked` while a run writes the replica.
     ``emit`` gets a ``RESTORED path`` line per entry, and ``FAILED`` lines.
     """
+    if is_remote(replica):
+        if at:
+            raise ConfigError("--at: old versions are not kept for an s3:// replica yet")
+        from ..endpoints.s3.readback import restore_from_bucket  # only an s3:// pair needs boto3
+
+        return restore_from_bucket(
+            os.fspath(replica),
+            os.fspath(target),
+            path=clean_path(path),
+            source=resolve(source) if source is not None else None,
+            force=force,
+            profile=profile,
+            emit=emit,
+        )
     require_descriptors("restore")
     say: Emit = emit if emit is not None else (lambda line: None)
     rel = clean_path(path)

@@ -51,7 +51,7 @@ from ..pipeline.exclude import Excluder
 from ..pipeline.lock import ReplicaLock
 from ..pipeline.log import escape, log_dir
 from ..pipeline.plan import PlanRules, same_time, time_window
-from ..pipeline.roots import check_roots
+from ..pipeline.roots import check_roots, is_remote
 
 if TYPE_CHECKING:
     from ..pipeline.apply import Progress
@@ -462,6 +462,16 @@ def run_verify(
                 # A console that went away (``| head``) ends the output, not the verification.
                 stream = None
 
+    if is_remote(roots.replica):
+        from ..endpoints.s3.readback import verify_bucket  # only an s3:// pair needs boto3
+
+        rules = rules_for(options, roots.logs_in_source)
+        from ..endpoints.s3.replica import S3Replica
+
+        holds = S3Replica(roots.replica).measure(as_root=False)
+        return verify_bucket(
+            roots.source, roots.replica, replace(rules, holds=holds), profile=options.s3_profile, emit=emit
+        )
     with ReplicaLock(roots.replica):
         return verify_trees(
             roots.source, roots.replica, rules_for(options, roots.logs_in_source), emit=emit, progress=factory

@@ -118,6 +118,10 @@ class S3Lock:
             return str(got["ETag"])
         return None
 
+    def holder_alive(self) -> bool:
+        """Whether a live run holds the lock now (read only: for the readers of a replica)."""
+        return self._stale_holder() is None
+
     def __enter__(self) -> S3Lock:
         for _ in range(3):
             if self._create():
