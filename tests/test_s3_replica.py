@@ -666,3 +666,57 @@ def test_inv_restore_brings_back_files_links_folders_and_times(s3_server: S3Serv
     assert (tmp_path / "one" / "sub" / "x.bin").read_bytes() == (src / "sub" / "x.bin").read_bytes()
     into_source = inv(s3_server, tmp_path, "restore", "--pair", "photos", "--to", str(src))
     assert into_source.returncode == ExitCode.USAGE
+
+
+# --- versions: server-side copies before a replacement or a deletion --------------------------------
+
+
+def test_replaced_and_deleted_objects_are_copied_into_the_versions_prefix_first(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "a.txt").write_text("version 1")
+    (src / "d" / "gone.txt").write_text("deleted later")
+    os.utime(src / "a.txt", ns=(T0, T0))
+    bucket = new_bucket(s3_server)
+    kept_url = f"s3://{bucket}/backup-versions"  # not "*.versions": SeaweedFS hides such keys
+    first = run(s3_server, src, url(bucket), tmp_path, "--versions", kept_url, "--keep-versions", "2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert keys(s3_server, bucket, "backup-versions/") == []
+
+    (src / "a.txt").write_text("version 2")
+    (src / "d" / "gone.txt").unlink()
+    (src / "d").rmdir()
+    second = run(s3_server, src, url(bucket), tmp_path, "--versions", kept_url, "--keep-versions", "2")
+    assert second.returncode == 0, second.stdout + second.stderr
+    kept = [line for line in second.stdout.splitlines() if " KEPT " in line]
+    assert len(kept) == 2 and all(f"-> {kept_url}/" in line for line in kept)
+    held = objects(s3_server, bucket, "backup-versions/")
+    by_name = {key.split("/", 2)[2]: obj for key, obj in held.items()}
+    assert by_name["a.txt"].data == b"version 1"
+    assert by_name["a.txt"].metadata["mtime"] == format_mtime(T0)  # a kept version keeps its metadata
+    assert by_name["d/gone.txt"].data == b"deleted later"
+    assert mirror_of(s3_server, bucket, "backup") == {"a.txt": b"version 2"}
+
+    overlapping = run(s3_server, src, url(bucket), tmp_path, "--versions", f"s3://{bucket}/backup/old")
+    assert overlapping.returncode == ExitCode.USAGE and "overlaps the replica" in overlapping.stderr
+
+
+def test_the_api_keeps_versions_and_prunes_the_runs_no_rule_keeps(aws_env: S3Server, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    src = tmp_path / "src"
+    src.mkdir()
+    bucket = new_bucket(aws_env)
+    kept = f"s3://{bucket}/old"
+    runs = []
+    for day in (1, 2, 3, 4):
+        (src / "a.txt").write_text(f"day {day}")
+        moment = datetime(2026, 5, day, 3, 0, 0)
+        report = synchro.mirror(src, url(bucket), versions=kept, keep_versions="2", clock=lambda m=moment: m)
+        assert report.exit_code == 0, report.failed
+        runs.append(moment.strftime("%Y-%m-%d_%H%M%S"))
+    # Runs 2, 3 and 4 kept a version (run 1 replaced nothing); the two newest are left.
+    assert keys(aws_env, bucket, "old/") == [f"old/{runs[2]}/a.txt", f"old/{runs[3]}/a.txt"]
+    assert s3_client(aws_env).get_object(Bucket=bucket, Key=f"old/{runs[3]}/a.txt")["Body"].read() == b"day 3"

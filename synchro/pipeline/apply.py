@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..endpoints.base import (
     SMALL_COPY,
@@ -23,6 +24,7 @@ from ..endpoints.base import (
     SourceVanished,
     describe,
 )
+from ..options import MirrorOptions
 from .log import escape
 from .plan import Action, Op
 from .report import Report
@@ -59,6 +61,27 @@ class Keeper(Protocol):
     def keep(self, action: Action) -> None: ...
 
     def added(self, action: Action) -> None: ...
+
+
+class RunKeeper(Keeper, Protocol):
+    """A :class:`Keeper` for a whole run: closed at its end, and pruned after a successful one."""
+
+    def close(self) -> None: ...
+
+    def prune(self) -> list[str]: ...
+
+
+@runtime_checkable
+class KeepsVersions(Protocol):
+    """A replica that keeps the old versions of its entries itself (S3: copies on the server).
+
+    An optional ability, asked with isinstance(): a local replica's versions
+    are kept by :mod:`synchro.features.versions` through its descriptors.
+    """
+
+    def version_keeper(
+        self, versions: str, options: MirrorOptions, emit: Emit, *, clock: Callable[[], datetime]
+    ) -> RunKeeper | None: ...
 
 
 class ApplyContext:

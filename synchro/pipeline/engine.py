@@ -31,7 +31,7 @@ from ..endpoints.resolve import (
 )
 from ..errors import ConfigError, ExitCode, ReplicaLocked, stop_code, stopped_by
 from ..options import MirrorOptions
-from .apply import ApplyContext, BeforeAction, DuringCopy, Progress, apply_plan
+from .apply import ApplyContext, BeforeAction, DuringCopy, KeepsVersions, Progress, RunKeeper, apply_plan
 from .exclude import Excluder
 from .helper import ApplyPart, Helper, HelperStopped, PlanPart, may_share
 from .log import DailyLog, escape
@@ -280,8 +280,10 @@ def _plan_and_apply(
     sharing = helper if part is not None and part.actions else None
     if sharing is not None:
         started, progress = _start_part(sharing, progress, log)
-    keeper = None
-    if roots.versions is not None:
+    keeper: RunKeeper | None = None
+    if roots.versions is not None and isinstance(replica, KeepsVersions):
+        keeper = replica.version_keeper(roots.versions, options, log.write, clock=cycle.clock)
+    elif roots.versions is not None:
         from ..endpoints.local.replica import LocalReplica  # versions are kept beside a local replica
         from ..features.versions import make_keeper  # only a pair that keeps versions loads it
 

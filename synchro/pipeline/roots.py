@@ -235,11 +235,26 @@ def _check_remote(
     from ..endpoints.s3.connect import parse_s3_url  # only an s3:// pair needs it
 
     location = parse_s3_url(url)  # ConfigError: malformed
+    kept = None
     if versions is not None:
-        raise ConfigError(f"versions: old versions are not kept for an s3:// replica yet ({_show(url)})")
+        if not is_remote(versions):
+            raise ConfigError(
+                f"versions: the old versions of an s3:// replica are kept in the store: "
+                f"give an s3:// URL (such as s3://{location.bucket}/{location.prefix}-versions)"
+            )
+        kept_at = parse_s3_url(os.fspath(versions))
+        inside = (kept_at.prefix + "/").startswith(location.prefix + "/") or (
+            location.prefix + "/"
+        ).startswith(kept_at.prefix + "/")
+        if kept_at.bucket == location.bucket and inside:
+            raise ConfigError(
+                f"versions {_show(versions)} overlaps the replica {_show(url)}; give a prefix beside it "
+                f"(such as s3://{location.bucket}/{location.prefix}-versions)"
+            )
+        kept = str(kept_at)
     logs_in_source = None
     if logs is not None:
         logs_in_source = where_in(place(resolve(logs)), place(src_path))
         if logs_in_source == "":
             raise ConfigError(f"the log folder is the source folder: {_show(src_path)}")
-    return Roots(src_path, str(location), True, logs_in_source, None)
+    return Roots(src_path, str(location), True, logs_in_source, kept)

@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import botocore.exceptions
@@ -40,6 +41,9 @@ from .upload import PARTS_IN_FLIGHT, upload
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # pragma: no cover - types only
+
+    from ...options import MirrorOptions
+    from .versions import S3Keeper
 
 # Each request waits for a round trip: a run is bound by waiting, so many
 # copies are in flight, of any size, and no second process is forked.
@@ -388,6 +392,21 @@ class S3Replica:
 
     def make_writable(self, folder: str) -> bool:
         return False  # an object store has no read-only folders
+
+    def version_keeper(
+        self,
+        versions: str,
+        options: MirrorOptions,
+        emit: Callable[[str], None],
+        *,
+        clock: Callable[[], datetime],
+    ) -> S3Keeper | None:
+        """The keeper of this run's old versions (server-side copies into ``versions``); none in a dry run."""
+        from .versions import S3Keeper
+
+        if options.dry_run:
+            return None
+        return S3Keeper(self, parse_s3_url(versions), options.keep_versions, emit, clock=clock)
 
     @contextmanager
     def held(self) -> Iterator[S3Replica]:
