@@ -257,9 +257,9 @@ class S3Replica:
         finally:
             os.close(fd)
 
-    def copy_job(self, source: Source, folder: str, name: str) -> S3CopyJob:
+    def copy_job(self, source: Source, folder: str, name: str, on_chunk: OnChunk | None = None) -> S3CopyJob:
         # Opened here, in the main thread: the source's folder descriptors are not shared with threads.
-        return S3CopyJob(self, source.open_file(folder, name), folder, name)
+        return S3CopyJob(self, source.open_file(folder, name), folder, name, on_chunk)
 
     def copy_link(self, folder: str, name: str, meta: Meta) -> None:
         assert meta.target is not None
@@ -428,13 +428,14 @@ def _hex_to_b64(text: str) -> str:
 class S3CopyJob:
     """One upload prepared in the main thread (the source file open) and run on another one."""
 
-    def __init__(self, replica: S3Replica, fd: int, folder: str, name: str) -> None:
+    def __init__(self, replica: S3Replica, fd: int, folder: str, name: str, on_chunk: OnChunk | None) -> None:
         self._replica, self._fd = replica, fd
         self._folder, self._name = folder, name
+        self._on_chunk = on_chunk  # told the bytes sent so far (the progress bar), in the job's thread
 
     def run(self) -> int:
         try:
-            return self._replica._upload(self._fd, self._folder, self._name, None)
+            return self._replica._upload(self._fd, self._folder, self._name, self._on_chunk)
         finally:
             self.discard()
 
