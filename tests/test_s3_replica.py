@@ -720,3 +720,26 @@ def test_the_api_keeps_versions_and_prunes_the_runs_no_rule_keeps(aws_env: S3Ser
     # Runs 2, 3 and 4 kept a version (run 1 replaced nothing); the two newest are left.
     assert keys(aws_env, bucket, "old/") == [f"old/{runs[2]}/a.txt", f"old/{runs[3]}/a.txt"]
     assert s3_client(aws_env).get_object(Bucket=bucket, Key=f"old/{runs[3]}/a.txt")["Body"].read() == b"day 3"
+
+
+def test_the_listing_pages_through_every_key_with_awkward_names(aws_env: S3Server) -> None:
+    from synchro.endpoints.s3.snapshot import PageReader
+
+    bucket = new_bucket(aws_env)
+    s3 = s3_client(aws_env)
+    names = [f"p/{n:02d} {name}" for n, name in enumerate([*NAMES, "a+b", "100%", "x y/z", "é/ü"])]
+    for name in names:
+        s3.put_object(Bucket=bucket, Key=name, Body=name.encode())
+    s3.put_object(Bucket=bucket, Key="p2/not-this", Body=b"")
+    reader = PageReader(client(), bucket, len("p/"), connections=2, page_size=2)
+    pages = list(reader.pages("p/"))
+    assert len(pages) == 5  # 9 keys, 2 per page
+    listed = [item for page, _ in pages for item in page]
+    assert [item.rel for item in listed] == sorted(name[2:] for name in names)
+    assert all(item.size == len(f"p/{item.rel}".encode()) for item in listed)
+    top = list(reader.pages("p/", "/"))
+    assert sorted(common for _, commons in top for common in commons) == [
+        "p/04 sp ace/",
+        "p/07 x y/",
+        "p/08 é/",
+    ]

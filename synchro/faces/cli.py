@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=width),
     )
     parser.add_argument("source", metavar="SOURCE", help="folder to back up")
-    parser.add_argument("replica", metavar="REPLICA", help="folder that becomes its mirror, or s3://BUCKET/PREFIX")
+    parser.add_argument(
+        "replica", metavar="REPLICA", help="folder that becomes its mirror, or s3://BUCKET/PREFIX"
+    )
     parser.add_argument(
         "interval",
         metavar="INTERVAL",

@@ -123,6 +123,8 @@ def client(
         retries={"max_attempts": attempts, "mode": "standard"},
         # Many uploads in flight share the client's connection pool.
         max_pool_connections=connections,
+        # Signature V4 for presigned requests too (the listing's, see snapshot.PageReader).
+        signature_version="s3v4",
         # Uploads carry their Content-MD5 (the server checks it): no second
         # checksum computed per request, nor a chunked body to carry it.
         request_checksum_calculation="when_required",
