@@ -47,7 +47,8 @@ def test_a_replica_that_wants_copies_in_flight_gets_them_and_no_helper(
     )
     rep.mkdir()
     InFlight.jobs = []
-    monkeypatch.setattr(synchro.pipeline.engine, "replica_at", InFlight)
+    # replica_at(path, options, say): the options and the log are for remote replicas.
+    monkeypatch.setattr(synchro.pipeline.engine, "replica_at", lambda path, *rest: InFlight(path))
     monkeypatch.setenv(ENV, "2")  # the helper would be used on any machine, if the replica allowed it
 
     def no_helper(*args: object, **kwargs: object) -> None:
