@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
+from servers import s3_server, sshd  # noqa: F401 - the real servers' fixtures, for every test module
 
 # Real exFAT, FAT32 and case-folding ext4 replicas (session-wide images).
 from fsfixtures import (  # noqa: F401

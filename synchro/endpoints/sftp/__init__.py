@@ -1,0 +1,1 @@
+"""A replica on an SSH server, reached over SFTP (``sftp://[user@]host[:port]/path``)."""
