@@ -1,0 +1,121 @@
+"""Reach an S3-compatible object store the way the AWS CLI would, or refuse in one line.
+
+A replica ``s3://bucket/prefix`` is reached with the standard AWS settings
+that boto3 and the AWS CLI read, and nothing of synchro's own: the endpoint
+from ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) for MinIO, Ceph,
+SeaweedFS, B2, R2 or Wasabi; credentials from ``AWS_ACCESS_KEY_ID`` /
+``AWS_SECRET_ACCESS_KEY`` or a profile of ``~/.aws/credentials`` and
+``~/.aws/config`` (``AWS_PROFILE``, or the pair's ``s3_profile`` key); the
+region from ``AWS_DEFAULT_REGION`` or the profile. No secret is ever read
+from ``backups.ini`` or written to a log line.
+
+The bucket must exist: synchro never creates one (a typo would otherwise
+make a new, empty, billed bucket). A prefix is needed, since the objects a
+run keeps for itself (its lock) live beside the mirrored prefix, never in
+it. Every way the start can fail is a :class:`~synchro.errors.ConfigError`
+(exit 2, nothing written) with one line, within a minute.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import urlsplit
+
+from ...errors import ConfigError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client  # pragma: no cover - types only
+
+CONNECT_SECONDS = 10.0  # to open a connection to the endpoint
+READ_SECONDS = 60.0  # for an answer to a request already sent
+ATTEMPTS = 5  # per request, with botocore's standard backoff (throttling, 5xx, timeouts)
+START_ATTEMPTS = 2  # the first request, so a wrong endpoint is refused well within a minute
+
+
+class S3Location(NamedTuple):
+    bucket: str
+    prefix: str  # without a trailing "/": the mirror is every key under f"{prefix}/"
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def key(self, path: str) -> str:
+        """The key of a path relative to the replica's root ("" is the root)."""
+        return f"{self.prefix}/{path}" if path else f"{self.prefix}/"
+
+
+def parse_s3_url(url: str) -> S3Location:
+    """``s3://bucket/prefix`` → :class:`S3Location`; ConfigError if malformed."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3":
+        raise ConfigError(f"not an s3:// URL: {url}")
+    bucket = parts.netloc
+    if not bucket or "@" in bucket or ":" in bucket:
+        raise ConfigError(f"{url}: write s3://bucket/prefix (credentials never go in the URL)")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{url}: an s3:// URL has no '?' or '#' part")
+    prefix = parts.path.strip("/")
+    if not prefix:
+        raise ConfigError(
+            f"{url}: name a prefix in the bucket (s3://{bucket}/backup): the mirror lives under it, "
+            "and what synchro keeps for itself beside it"
+        )
+    if any(part in ("", ".", "..") for part in prefix.split("/")):
+        raise ConfigError(f"{url}: the prefix may not hold empty, '.' or '..' parts")
+    return S3Location(bucket, prefix)
+
+
+def client(*, profile: str | None = None, attempts: int = ATTEMPTS) -> S3Client:
+    """A boto3 S3 client from the standard AWS settings, with bounded timeouts and retries."""
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    config = botocore.config.Config(
+        connect_timeout=CONNECT_SECONDS,
+        read_timeout=READ_SECONDS,
+        retries={"max_attempts": attempts, "mode": "standard"},
+        # Many uploads in flight share the client's connection pool.
+        max_pool_connections=32,
+    )
+    try:
+        session = boto3.session.Session(profile_name=profile)
+        return session.client("s3", config=config)
+    except botocore.exceptions.ProfileNotFound:
+        raise ConfigError(f"AWS profile {profile!r} is not in ~/.aws/config or ~/.aws/credentials") from None
+    except botocore.exceptions.BotoCoreError as error:
+        raise ConfigError(f"cannot set up the S3 client: {error}") from None
+
+
+def check_bucket(location: S3Location, *, profile: str | None = None) -> None:
+    """Refuse (ConfigError, one line) unless the bucket exists and these credentials may list it."""
+    import botocore.exceptions
+
+    s3 = client(profile=profile, attempts=START_ATTEMPTS)
+    endpoint = s3.meta.endpoint_url
+    try:
+        s3.list_objects_v2(Bucket=location.bucket, Prefix=location.key(""), MaxKeys=1)
+    except botocore.exceptions.NoCredentialsError:
+        raise ConfigError(
+            f"{location}: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or name a profile of ~/.aws/credentials with AWS_PROFILE"
+        ) from None
+    except botocore.exceptions.ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise ConfigError(
+                f"{location}: bucket {location.bucket!r} does not exist at {endpoint} "
+                "(synchro never creates buckets: create it first)"
+            ) from None
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken"):
+            raise ConfigError(
+                f"{location}: {endpoint} refused these credentials ({code}): check AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY or the profile"
+            ) from None
+        raise ConfigError(f"{location}: {endpoint} answered {code or 'an error'}: {error}") from None
+    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as error:
+        raise ConfigError(f"{location}: cannot reach {endpoint}: {error}") from None
+    except botocore.exceptions.ReadTimeoutError:
+        raise ConfigError(f"{location}: no answer from {endpoint} within {READ_SECONDS:g} s") from None
+    except botocore.exceptions.BotoCoreError as error:
+        raise ConfigError(f"{location}: cannot talk to {endpoint}: {error}") from None
