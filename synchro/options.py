@@ -222,6 +222,9 @@ class MirrorOptions(NamedTuple):
     # and for how long (see synchro.features.versions).
     versions: str | None = None
     keep_versions: KeepVersions = KeepVersions()
+    # Seconds a remote replica's server may take to answer (connect, log in,
+    # or any request) before the run gives it up; a local replica ignores it.
+    timeout: float = 30.0
 
     @property
     def modify_window_ns(self) -> int:
@@ -254,6 +257,11 @@ def make_options(**options: object) -> MirrorOptions:
             values[name] = parse_path(name, value)
         elif name == "keep_versions":
             values[name] = parse_keep_versions(value)
+        elif name == "timeout":
+            seconds = parse_seconds(name, value)
+            if seconds <= 0:
+                raise ConfigError(f"timeout: expected a number of seconds > 0, got {value!r}")
+            values[name] = seconds
     return MirrorOptions(**values)  # type: ignore[arg-type]
 
 

@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--create-replica", action="store_true", help="create REPLICA if it does not exist")
     parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        default=None,
+        help="give up on an sftp:// replica's server after SECONDS without an answer (default 30)",
+    )
+    parser.add_argument(
         "--versions",
         metavar="PATH",
         default=None,
@@ -268,6 +274,7 @@ def _run(args: argparse.Namespace) -> int:
                 max_delete=args.max_delete,
                 modify_window=args.modify_window,
                 create_replica=args.create_replica,
+                timeout=args.timeout,
                 versions=args.versions,
                 keep_versions=args.keep_versions,
             )

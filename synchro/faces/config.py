@@ -43,7 +43,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..options import MirrorOptions, make_options, parse_interval
-from ..pipeline.roots import overlap, place, resolve, where_in
+from ..pipeline.roots import is_remote, overlap, place, resolve, where_in
 
 CONFIG_ENV = "SYNCHRO_CONFIG"
 DEFAULT_CONFIG = "backups.ini"
@@ -61,6 +61,7 @@ OPTION_KEYS = (
     "create_replica",
     "versions",
     "keep_versions",
+    "timeout",
 )
 # Options that name a folder: expanded and taken relative to the INI file like the PATH_KEYS.
 OPTION_PATH_KEYS = ("versions",)
@@ -343,6 +344,8 @@ def _make_pair(
 
 def _path(key: str, value: str, folder: str, environ: Mapping[str, str]) -> str:
     text = value.strip()
+    if is_remote(text):
+        return text  # a replica on another machine: neither expanded nor taken relative to the INI
     expanded = _expandvars(text, environ)
     unset = _UNSET_VARIABLE.search(expanded)
     if unset:

@@ -51,6 +51,8 @@ class Place(NamedTuple):
 
 def place(path: str) -> Place:
     """The :class:`Place` of the resolved ``path``."""
+    if is_remote(path):
+        return Place(path, False, ())  # on another machine: known by its URL only
     chain: list[tuple[str, FolderId]] = []
     current = path
     while True:
@@ -81,6 +83,11 @@ def where_in(inner: Place, outer: Place) -> str | None:
     """
     if inner.path == outer.path:
         return ""
+    if is_remote(inner.path) or is_remote(outer.path):
+        # A replica on another machine is compared by its URL: under another
+        # URL of the same server, or nowhere on this machine.
+        prefix = outer.path.rstrip("/") + "/"
+        return inner.path[len(prefix) :] if inner.path.startswith(prefix) else None
     if os.path.commonpath([inner.path, outer.path]) == outer.path:
         return os.path.relpath(inner.path, outer.path)
     if not outer.exists:
@@ -109,7 +116,20 @@ def _show(path: str | os.PathLike[str]) -> str:
     return escape(os.fspath(path))
 
 
+# A replica given as a URL of these schemes lives on another machine: it is
+# never resolved as a local path (nor created as a local folder named after
+# the URL); its endpoint checks it on the server.
+REMOTE_SCHEMES = ("sftp://",)
+
+
+def is_remote(path: str | os.PathLike[str]) -> bool:
+    text = os.fspath(path)
+    return isinstance(text, str) and text.lower().startswith(REMOTE_SCHEMES)
+
+
 def resolve(path: str | os.PathLike[str]) -> str:
+    if is_remote(path):
+        return os.fspath(path)
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
 
@@ -130,6 +150,8 @@ def check_roots(
         raise ConfigError(f"source folder does not exist: {_show(source)}")
     if not os.path.isdir(src_path):
         raise ConfigError(f"source is not a folder: {_show(source)}")
+    if is_remote(rep_path):
+        return _check_remote(src_path, rep_path, logs, versions)
     replica_exists = os.path.lexists(rep_path)
     if replica_exists and not os.path.isdir(rep_path):
         raise ConfigError(f"replica is not a folder: {_show(replica)}")
@@ -208,3 +230,27 @@ def check_versions(versions: str | os.PathLike[str], source: Place, replica: Pla
             f"versions folder {shown} does not exist, nor its parent folder (is the drive mounted?)"
         )
     return kept.path
+
+
+def _check_remote(
+    src: str, url: str, logs: str | os.PathLike[str] | None, versions: str | os.PathLike[str] | None
+) -> Roots:
+    """The checks of a pair whose replica is on another machine; the server is asked later.
+
+    Whether the replica folder exists is known once the server is reached
+    (:meth:`~synchro.endpoints.sftp.replica.SftpReplica.reach`): it is taken
+    to exist here, so that nothing is created on this machine.
+    """
+    from ..endpoints.sftp.connect import parse_sftp_url  # only a remote pair loads asyncssh
+
+    parse_sftp_url(url)  # ConfigError: malformed
+    if versions is not None:
+        raise ConfigError(
+            f"versions: old versions are not kept for a replica on another machine yet ({_show(url)})"
+        )
+    logs_in_source = None
+    if logs is not None:
+        logs_in_source = where_in(place(resolve(logs)), place(src))
+        if logs_in_source == "":
+            raise ConfigError(f"the log folder is the source folder: {_show(src)}")
+    return Roots(src, url, True, logs_in_source, None)

@@ -33,6 +33,8 @@ with warnings.catch_warnings():
     import asyncssh
     from asyncssh.config import SSHClientConfig
 
+__all__ = ["DEFAULT_TIMEOUT", "SftpLocation", "asyncssh", "connect", "parse_sftp_url"]
+
 DEFAULT_TIMEOUT = 30.0  # seconds to connect and log in; also how long a silent server is waited for
 
 

@@ -1,0 +1,596 @@
+"""A replica on an SSH server: the :class:`~synchro.endpoints.base.Replica` over SFTP.
+
+A remote replica is bound by round trips, so this endpoint keeps many
+requests in flight on the one connection (:class:`~.session.Session`):
+
+- each folder's entries come from its ``READDIR`` answers, which carry every
+  entry's size, times, permission bits and owner (no stat per entry); when a
+  folder is listed, the listings of its sub-folders are asked for at once,
+  so the walk finds most of them waiting;
+- the pipeline keeps :attr:`SftpReplica.concurrency` copies in flight (each
+  a :class:`~synchro.endpoints.base.CopyJob` on its own thread, all waiting
+  on the same connection), and a file's writes go out several at a time;
+- a small file's data, attributes, ``fsync`` and close go out in one burst,
+  answered together (the server handles one channel's requests in order).
+
+Nothing torn: a file is written to a temporary name in its folder
+(:data:`~synchro.endpoints.base.TEMP_PREFIX`), given its attributes, synced
+where the server offers ``fsync@openssh.com``, and renamed over its name
+with ``posix-rename@openssh.com`` (a plain SFTP rename never replaces).
+SFTP version 3 keeps whole seconds: the capability record says so, and the
+planner compares times to the second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import stat
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractContextManager, asynccontextmanager, suppress
+from typing import Any
+
+from ...errors import ConfigError
+from ..base import TEMP_PREFIX, Concurrency, Kind, Listing, Meta, OnChunk, Source, SourceChanged, describe
+from ..capabilities import Capabilities
+from .connect import DEFAULT_TIMEOUT, SftpLocation, asyncssh, parse_sftp_url
+from .lock import LOCK_NAME, LockTiming, RemoteLock
+from .session import Session
+
+FXF_NEW = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
+WINDOW = 16  # writes of one file in flight at once
+CHUNK = 1 << 20  # bytes read from the source at a time (and between two on_chunk calls)
+PREFETCH = 64  # sub-folder listings asked for ahead of the walk, at most
+SECOND = 10**9
+
+# Many copies in flight, no forked helper: the run waits on the network,
+# and one connection carries every request.
+REMOTE = Concurrency(fork_helper=False, copies_in_flight=16, in_flight_min_size=0)
+
+Say = Callable[[str], None]  # a line for the run's log
+
+
+def _kind(mode: int) -> Kind:
+    if stat.S_ISREG(mode):
+        return Kind.FILE
+    if stat.S_ISDIR(mode):
+        return Kind.DIR
+    if stat.S_ISLNK(mode):
+        return Kind.LINK
+    return Kind.SPECIAL
+
+
+def _meta(attrs: asyncssh.SFTPAttrs, target: str | None = None) -> Meta:
+    mode = attrs.permissions or 0
+    return Meta(
+        _kind(mode),
+        attrs.size or 0,
+        (attrs.mtime or 0) * SECOND,
+        stat.S_IMODE(mode),
+        attrs.uid or 0,
+        attrs.gid or 0,
+        target,
+    )
+
+
+class SftpReplica:
+    """The replica at ``url`` (``sftp://[user@]host[:port]/path``), reached when it is locked.
+
+    ``create``: a missing folder is made on the server (its parent must
+    exist); ``dry_run``: nothing is written on the server, the lock included;
+    ``say`` writes a line to the run's log (a lock taken over from a dead run).
+    """
+
+    concurrency = REMOTE
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        create: bool = False,
+        dry_run: bool = False,
+        say: Say | None = None,
+        lock_timing: LockTiming | None = None,
+    ) -> None:
+        self.url = url
+        self.location: SftpLocation = parse_sftp_url(url)
+        self.timeout = timeout
+        self.create = create
+        self.dry_run = dry_run
+        self.say: Say = say or (lambda line: None)
+        self.lock_timing = lock_timing or LockTiming()
+        self.root = os.fsencode(self.location.path)
+        self.session: Session | None = None
+        self.exists = False  # whether the replica folder is there (known once connected)
+        self.keep_owner = False
+        self.keep_mode = True
+        self.link_times = False
+        self.fsync = False
+        # Listings asked for ahead of the walk, by folder; touched only on the loop.
+        self._ahead: dict[str, asyncio.Task[Listing]] = {}
+        self._writing = False
+        self.locked = False  # the lock is held: close() leaves the connection to its release
+
+    # --- paths and the connection
+
+    def path(self, folder: str, name: str = "") -> bytes:
+        rel = f"{folder}/{name}" if folder and name else folder or name
+        return self.root + b"/" + os.fsencode(rel) if rel else self.root
+
+    def connected(self) -> Session:
+        if self.session is None:
+            self.session = Session(self.location, timeout=self.timeout)
+        return self.session
+
+    def _run(self, coro: Coroutine[Any, Any, Any], context: str = "") -> Any:
+        return self.connected().run(coro, context)
+
+    def reach(self) -> None:
+        """Connect and check the replica folder (ConfigError, exit 2: missing, not a folder).
+
+        A missing folder is created with ``create`` (not in a dry run: it is
+        then planned as empty), but never its parent: a parent that is not
+        there is a wrong path or a share that is not mounted.
+        """
+        session = self.connected()
+        sftp = session.sftp
+        shown = str(self.location)
+        try:
+            attrs = session.run(sftp.lstat(self.root), shown)
+        except FileNotFoundError:
+            attrs = None
+        except OSError as error:
+            raise ConfigError(f"cannot reach replica {shown}: {describe(error)}") from None
+        if attrs is not None:
+            if not stat.S_ISDIR(attrs.permissions or 0):
+                raise ConfigError(f"replica is not a folder: {shown}")
+            self.exists = True
+            return
+        if not self.create:
+            raise ConfigError(
+                f"replica folder does not exist: {shown} "
+                "(is the path right? create_replica / --create-replica creates it on the server)"
+            )
+        parent = os.path.dirname(self.root)
+        try:
+            parent_attrs = session.run(sftp.stat(parent), shown)
+        except FileNotFoundError:
+            parent_attrs = None
+        except OSError as error:
+            raise ConfigError(f"cannot reach replica {shown}: {describe(error)}") from None
+        if parent_attrs is None or not stat.S_ISDIR(parent_attrs.permissions or 0):
+            raise ConfigError(
+                f"cannot create replica {shown}: its parent folder {os.fsdecode(parent)} "
+                "is not a folder on the server"
+            )
+        if self.dry_run:
+            return
+        try:
+            session.run(sftp.mkdir(self.root), shown)
+        except OSError as error:
+            raise ConfigError(f"cannot create replica {shown}: {describe(error)}") from None
+        self.say(f"CREATED replica folder {shown}")
+        self.exists = True
+
+    # --- the Replica protocol
+
+    def lock(self) -> AbstractContextManager[object]:
+        return RemoteLock(self, self.lock_timing)
+
+    def open(self) -> None:
+        if self.session is None:
+            self.reach()
+
+    def measure(self, *, as_root: bool) -> Capabilities:
+        """What the server keeps: measured with a probe file (not in a dry run, which writes nothing)."""
+        session = self.connected()
+        if not session.offers("posix_rename"):
+            raise OSError(
+                errno.EOPNOTSUPP,
+                "the server does not offer posix-rename@openssh.com, without which a file "
+                "cannot be replaced atomically",
+                str(self.location),
+            )
+        self.fsync = session.offers("fsync")
+        self.link_times = session.offers("lsetstat")
+        owners = as_root
+        if as_root and not self.dry_run:
+            owners = self._run(self._owners_stick(), str(self.location))
+        self.keep_owner = owners
+        self.keep_mode = True
+        return Capabilities(
+            "sftp",
+            owners=owners,
+            link_times=self.link_times,
+            special_files=False,
+            time_precision_ns=SECOND,
+        )
+
+    @asynccontextmanager
+    async def root_times_kept(self) -> AsyncIterator[None]:
+        """Put the replica folder's times back after making and removing an entry of our own in it.
+
+        The lock and the probe file live in the replica folder for a moment:
+        without this, its modification time would differ from the source's
+        after every run (and be set again by the next one).
+        """
+        sftp = self.connected().sftp
+        before = await sftp.lstat(self.root)
+        try:
+            yield
+        finally:
+            after = await sftp.lstat(self.root)
+            if after.mtime != before.mtime:
+                await sftp.setstat(self.root, asyncssh.SFTPAttrs(atime=before.atime, mtime=before.mtime))
+
+    async def _owners_stick(self) -> bool:
+        """Whether this login may give files away (root on the server), tried on a probe file."""
+        async with self.root_times_kept():
+            return await self._try_owner()
+
+    async def _try_owner(self) -> bool:
+        sftp = self.connected().sftp
+        probe = self.path(_temp_name())
+        handle = await sftp._handler.open(probe, FXF_NEW, asyncssh.SFTPAttrs(permissions=0o600))
+        try:
+            await sftp._handler.close(handle)
+            try:
+                await sftp.setstat(probe, asyncssh.SFTPAttrs(uid=65534, gid=65534))
+            except asyncssh.SFTPError:
+                return False
+            attrs = await sftp.lstat(probe)
+            return (attrs.uid, attrs.gid) == (65534, 65534)
+        finally:
+            await sftp.remove(probe)
+
+    def list(self, folder: str) -> Listing:
+        if not self.exists:
+            return Listing({}, {})  # a dry run into a folder --create-replica would make
+        listing: Listing = self._run(self._take(folder), self._shown(folder))
+        return listing
+
+    async def _take(self, folder: str) -> Listing:
+        task = self._ahead.pop(folder, None)
+        if task is None:
+            return await self._list(folder)
+        return await task
+
+    async def _list(self, folder: str) -> Listing:
+        sftp = self.connected().sftp
+        names = await sftp.readdir(self.path(folder))
+        entries: dict[str, Meta] = {}
+        links: list[tuple[str, asyncssh.SFTPAttrs]] = []
+        for entry in names:
+            raw = entry.filename
+            assert isinstance(raw, bytes)
+            if raw in (b".", b".."):
+                continue
+            name = os.fsdecode(raw)
+            if not folder and name == LOCK_NAME:
+                continue  # the run lock is this endpoint's, never the mirror's
+            attrs = entry.attrs
+            if stat.S_ISLNK(attrs.permissions or 0):
+                links.append((name, attrs))
+            else:
+                entries[name] = _meta(attrs)
+        errors: dict[str, str] = {}
+        if links:
+            targets = await asyncio.gather(
+                *(sftp.readlink(self.path(folder, name)) for name, _ in links), return_exceptions=True
+            )
+            for (name, attrs), target in zip(links, targets, strict=True):
+                if isinstance(target, FileNotFoundError | asyncssh.SFTPNoSuchFile):
+                    continue  # gone while listed
+                if isinstance(target, BaseException):
+                    errors[name] = f"cannot read the link: {target}"
+                    continue
+                entries[name] = _meta(attrs, os.fsdecode(target))
+        if not self._writing:
+            self._look_ahead(folder, entries)
+        return Listing(entries, errors)
+
+    def _look_ahead(self, folder: str, entries: dict[str, Meta]) -> None:
+        """Ask for the sub-folders' listings now: the walk will want them next."""
+        for name, meta in entries.items():
+            if meta.kind is not Kind.DIR or len(self._ahead) >= PREFETCH:
+                continue
+            sub = f"{folder}/{name}" if folder else name
+            if sub not in self._ahead:
+                self._ahead[sub] = asyncio.ensure_future(self._list(sub))
+
+    def _stop_looking_ahead(self) -> None:
+        """From the first change on, listings are taken fresh: one asked for earlier may be stale."""
+        if self._writing:
+            return
+        self._writing = True
+
+        async def drop() -> None:
+            tasks, self._ahead = list(self._ahead.values()), {}
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self._run(drop())
+
+    def lookup(self, path: str) -> Meta | None:
+        if not self.exists:
+            return None
+        sftp = self.connected().sftp
+
+        async def look() -> Meta | None:
+            full = self.path(path)
+            try:
+                attrs = await sftp.lstat(full)
+                target = await sftp.readlink(full) if stat.S_ISLNK(attrs.permissions or 0) else None
+            except asyncssh.SFTPNoSuchFile:
+                return None
+            return _meta(attrs, None if target is None else os.fsdecode(target))
+
+        found: Meta | None = self._run(look(), self._shown(path))
+        return found
+
+    def close(self) -> None:
+        """Done with the tree; the connection stays while the lock is held (it is released over it)."""
+        if self.session is not None and self._ahead and not self.session.lost:
+            self._stop_looking_ahead()
+        if not self.locked:
+            self.disconnect()
+
+    def disconnect(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.close()
+
+    # --- the actions
+
+    def copy_file(self, source: Source, folder: str, name: str, on_chunk: OnChunk | None = None) -> int:
+        self._stop_looking_ahead()
+        job = self.copy_job(source, folder, name)
+        return job.run(on_chunk)
+
+    def copy_job(self, source: Source, folder: str, name: str) -> SftpCopyJob:
+        self._stop_looking_ahead()
+        fd = source.open_file(folder, name)
+        return SftpCopyJob(self, fd, folder, name)
+
+    def copy_link(self, folder: str, name: str, meta: Meta) -> None:
+        assert meta.target is not None
+        self._stop_looking_ahead()
+        sftp = self.connected().sftp
+        temp = self.path(folder, _temp_name())
+        target = os.fsencode(meta.target)
+
+        async def make() -> None:
+            await sftp.symlink(target, temp)
+            try:
+                if self.keep_owner:
+                    await sftp.setstat(
+                        temp, asyncssh.SFTPAttrs(uid=meta.uid, gid=meta.gid), follow_symlinks=False
+                    )
+                if self.link_times:
+                    seconds = meta.mtime_ns // SECOND
+                    await sftp.setstat(
+                        temp, asyncssh.SFTPAttrs(atime=seconds, mtime=seconds), follow_symlinks=False
+                    )
+                await sftp.posix_rename(temp, self.path(folder, name))
+            except BaseException:
+                await _discard(sftp, temp)
+                raise
+
+        self._run(make(), self._shown(folder, name))
+
+    def make_folder(self, folder: str, name: str) -> None:
+        self._stop_looking_ahead()
+        sftp = self.connected().sftp
+        self._run(
+            sftp.mkdir(self.path(folder, name), asyncssh.SFTPAttrs(permissions=0o700)),
+            self._shown(folder, name),
+        )
+
+    def set_file_meta(self, folder: str, name: str, meta: Meta) -> None:
+        self._stop_looking_ahead()
+        self._run(self._set_meta(self.path(folder, name), meta, times=False), self._shown(folder, name))
+
+    def set_folder_meta(self, path: str, meta: Meta) -> None:
+        self._stop_looking_ahead()
+        self._run(self._set_meta(self.path(path), meta, times=True), self._shown(path))
+
+    async def _set_meta(self, full: bytes, meta: Meta, *, times: bool) -> None:
+        sftp = self.connected().sftp
+        if self.keep_owner:
+            # Apart, and first: the server changes the owner after the mode,
+            # and an owner change clears set-user-ID bits.
+            await sftp.setstat(full, asyncssh.SFTPAttrs(uid=meta.uid, gid=meta.gid))
+        attrs = asyncssh.SFTPAttrs()
+        if self.keep_mode:
+            attrs.permissions = meta.mode
+        if times:
+            attrs.atime = attrs.mtime = meta.mtime_ns // SECOND
+        await sftp.setstat(full, attrs)
+
+    def remove(self, folder: str, name: str) -> None:
+        self._stop_looking_ahead()
+        sftp = self.connected().sftp
+        with suppress(FileNotFoundError):  # already gone: the goal is reached
+            self._run(sftp.remove(self.path(folder, name)), self._shown(folder, name))
+
+    def remove_folder(self, folder: str, name: str) -> None:
+        self._stop_looking_ahead()
+        sftp = self.connected().sftp
+        with suppress(FileNotFoundError):
+            self._run(sftp.rmdir(self.path(folder, name)), self._shown(folder, name))
+
+    def rename(self, folder: str, old: str, new: str) -> None:
+        self._stop_looking_ahead()
+        sftp = self.connected().sftp
+        self._run(sftp.posix_rename(self.path(folder, old), self.path(folder, new)), self._shown(folder, old))
+
+    def same_content(self, source: Source, folder: str, name: str) -> bool:
+        """Read the server's file back over SFTP and compare it with the source's, chunk by chunk.
+
+        OpenSSH offers no checksum of a file (no ``check-file``), and a
+        checksum computed on the server would read the same bytes anyway;
+        reading them here costs the transfer, like rsync's ``--checksum``.
+        """
+        fd = source.open_file(folder, name)
+        try:
+            same: bool = self._run(self._compare(fd, self.path(folder, name)), self._shown(folder, name))
+            return same
+        finally:
+            os.close(fd)
+
+    async def _compare(self, fd: int, full: bytes) -> bool:
+        sftp = self.connected().sftp
+        size = os.fstat(fd).st_size
+        async with sftp.open(full, "rb", block_size=CHUNK // 4, max_requests=WINDOW) as remote:
+            if (await remote.stat()).size != size:
+                return False
+            offset = 0
+            while True:
+                left = os.pread(fd, CHUNK, offset)
+                right: bytes = await remote.read(CHUNK, offset)
+                if left != right:
+                    return False
+                if not left:
+                    return True
+                offset += len(left)
+
+    def make_writable(self, folder: str) -> bool:
+        """Add the owner's write permission to ``folder`` on the server; False if it has it or cannot."""
+        sftp = self.connected().sftp
+
+        async def widen() -> bool:
+            full = self.path(folder)
+            attrs = await sftp.lstat(full)
+            mode = attrs.permissions or 0
+            if mode & stat.S_IWUSR:
+                return False
+            await sftp.setstat(full, asyncssh.SFTPAttrs(permissions=stat.S_IMODE(mode) | stat.S_IWUSR))
+            return True
+
+        try:
+            widened: bool = self._run(widen(), self._shown(folder))
+        except OSError:
+            return False
+        return widened
+
+    def _shown(self, folder: str, name: str = "") -> str:
+        rel = f"{folder}/{name}" if folder and name else folder or name
+        return f"{self.location}/{rel}" if rel else str(self.location)
+
+
+def _temp_name() -> str:
+    return f"{TEMP_PREFIX}{os.urandom(6).hex()}"
+
+
+async def _discard(sftp: asyncssh.SFTPClient, path: bytes) -> None:
+    """Remove a temporary of ours, best effort: a lost connection leaves it to the next run."""
+    with suppress(asyncssh.Error, OSError):
+        await sftp.remove(path)
+
+
+class SftpCopyJob:
+    """One upload: the source file is open (in the pipeline's thread); :meth:`run` sends it."""
+
+    def __init__(self, replica: SftpReplica, fd: int, folder: str, name: str) -> None:
+        self.replica = replica
+        self.fd = fd
+        self.folder, self.name = folder, name
+
+    def run(self, on_chunk: OnChunk | None = None) -> int:
+        try:
+            before = os.fstat(self.fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise SourceChanged("is no longer a regular file")
+            session = self.replica.connected()
+            loop = session.loop
+            hook: Callable[[int], Coroutine[Any, Any, None]] | None = None
+            if on_chunk is not None:
+                told = on_chunk
+
+                async def tell(copied: int) -> None:
+                    # In another thread: the hook may wait, or stop the server.
+                    await loop.run_in_executor(None, told, copied)
+
+                hook = tell
+            copied: int = session.run(self._upload(before, hook), self.replica._shown(self.folder, self.name))
+            return copied
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    async def _upload(
+        self, before: os.stat_result, on_chunk: Callable[[int], Coroutine[Any, Any, None]] | None
+    ) -> int:
+        replica = self.replica
+        sftp = replica.connected().sftp
+        handler = sftp._handler  # handle-level requests: a burst is sent without waiting
+        temp = replica.path(self.folder, _temp_name())
+        block = min(sftp.limits.max_write_len or CHUNK, 256 * 1024)
+        handle = await handler.open(temp, FXF_NEW, asyncssh.SFTPAttrs(permissions=0o600))
+        closed = False
+        try:
+            copied = 0
+            writes: set[asyncio.Task[Any]] = set()
+            while True:
+                data = os.pread(self.fd, CHUNK, copied)
+                if not data:
+                    break
+                for start in range(0, len(data), block):
+                    writes.add(
+                        asyncio.ensure_future(
+                            handler.write(handle, copied + start, data[start : start + block])
+                        )
+                    )
+                    if len(writes) >= WINDOW:
+                        done, writes = await asyncio.wait(writes, return_when=asyncio.FIRST_COMPLETED)
+                        for task in done:
+                            task.result()
+                copied += len(data)
+                if on_chunk is not None:
+                    await asyncio.gather(*writes)
+                    writes.clear()
+                    await on_chunk(copied)
+            after = os.fstat(self.fd)
+            if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+                before.st_size,
+                before.st_mtime_ns,
+                before.st_ctime_ns,
+            ) or (after.st_nlink == 0 < before.st_nlink):
+                raise SourceChanged("changed while it was copied")
+            # The last writes, the attributes, the sync and the close in one
+            # burst: the server carries them out in order, and a failed one
+            # fails the burst before anything is renamed.
+            burst = list(writes)
+            if replica.keep_owner:
+                burst.append(
+                    asyncio.ensure_future(
+                        handler.fsetstat(handle, asyncssh.SFTPAttrs(uid=before.st_uid, gid=before.st_gid))
+                    )
+                )
+            attrs = asyncssh.SFTPAttrs(atime=before.st_atime_ns // SECOND, mtime=before.st_mtime_ns // SECOND)
+            if replica.keep_mode:
+                attrs.permissions = stat.S_IMODE(before.st_mode)
+            burst.append(asyncio.ensure_future(handler.fsetstat(handle, attrs)))
+            if replica.fsync:
+                burst.append(asyncio.ensure_future(handler.fsync(handle)))
+            closing = asyncio.ensure_future(handler.close(handle))
+            closed = True
+            results = await asyncio.gather(*burst, closing, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            await handler.posix_rename(temp, replica.path(self.folder, self.name))
+            return copied
+        except BaseException:
+            if not closed:
+                with suppress(asyncssh.Error, OSError):
+                    await handler.close(handle)
+            await _discard(sftp, temp)
+            raise
