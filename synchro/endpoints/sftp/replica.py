@@ -41,12 +41,12 @@ from .session import Session
 FXF_NEW = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
 WINDOW = 16  # writes of one file in flight at once
 CHUNK = 1 << 20  # bytes read from the source at a time (and between two on_chunk calls)
-PREFETCH = 64  # sub-folder listings asked for ahead of the walk, at most
+PREFETCH = 256  # sub-folder listings asked for ahead of the walk (in flight or waiting), at most
 SECOND = 10**9
 
 # Many copies in flight, no forked helper: the run waits on the network,
 # and one connection carries every request.
-REMOTE = Concurrency(fork_helper=False, copies_in_flight=16, in_flight_min_size=0)
+REMOTE = Concurrency(fork_helper=False, copies_in_flight=32, in_flight_min_size=0)
 
 Say = Callable[[str], None]  # a line for the run's log
 
@@ -112,6 +112,7 @@ class SftpReplica:
         self._ahead: dict[str, asyncio.Task[Listing]] = {}
         self._writing = False
         self.locked = False  # the lock is held: close() leaves the connection to its release
+        self.new_owner = (-1, -1)  # the owner of a file this login creates (measured)
 
     # --- paths and the connection
 
@@ -236,6 +237,9 @@ class SftpReplica:
         handle = await sftp._handler.open(probe, FXF_NEW, asyncssh.SFTPAttrs(permissions=0o600))
         try:
             await sftp._handler.close(handle)
+            made = await sftp.lstat(probe)
+            # What this login's new files get: an owner change to the same is skipped.
+            self.new_owner = (made.uid or 0, made.gid or 0)
             try:
                 await sftp.setstat(probe, asyncssh.SFTPAttrs(uid=65534, gid=65534))
             except asyncssh.SFTPError:
@@ -253,9 +257,12 @@ class SftpReplica:
 
     async def _take(self, folder: str) -> Listing:
         task = self._ahead.pop(folder, None)
-        if task is None:
-            return await self._list(folder)
-        return await task
+        listing = await (self._list(folder) if task is None else task)
+        if not self._writing:
+            # The walk goes down this folder's sub-folders next: all of
+            # them, whatever the budget of guesses further down.
+            self._look_ahead(folder, listing.entries, limit=None)
+        return listing
 
     async def _list(self, folder: str) -> Listing:
         sftp = self.connected().sftp
@@ -291,10 +298,10 @@ class SftpReplica:
             self._look_ahead(folder, entries)
         return Listing(entries, errors)
 
-    def _look_ahead(self, folder: str, entries: dict[str, Meta]) -> None:
-        """Ask for the sub-folders' listings now: the walk will want them next."""
+    def _look_ahead(self, folder: str, entries: dict[str, Meta], limit: int | None = PREFETCH) -> None:
+        """Ask for the sub-folders' listings now: the walk will want them soon."""
         for name, meta in entries.items():
-            if meta.kind is not Kind.DIR or len(self._ahead) >= PREFETCH:
+            if meta.kind is not Kind.DIR or (limit is not None and len(self._ahead) >= limit):
                 continue
             sub = f"{folder}/{name}" if folder else name
             if sub not in self._ahead:
@@ -535,9 +542,9 @@ class SftpCopyJob:
         block = min(sftp.limits.max_write_len or CHUNK, 256 * 1024)
         handle = await handler.open(temp, FXF_NEW, asyncssh.SFTPAttrs(permissions=0o600))
         closed = False
+        writes: set[asyncio.Task[Any]] = set()
         try:
             copied = 0
-            writes: set[asyncio.Task[Any]] = set()
             while True:
                 data = os.pread(self.fd, CHUNK, copied)
                 if not data:
@@ -568,7 +575,7 @@ class SftpCopyJob:
             # burst: the server carries them out in order, and a failed one
             # fails the burst before anything is renamed.
             burst = list(writes)
-            if replica.keep_owner:
+            if replica.keep_owner and (before.st_uid, before.st_gid) != replica.new_owner:
                 burst.append(
                     asyncio.ensure_future(
                         handler.fsetstat(handle, asyncssh.SFTPAttrs(uid=before.st_uid, gid=before.st_gid))
@@ -589,6 +596,9 @@ class SftpCopyJob:
             await handler.posix_rename(temp, replica.path(self.folder, self.name))
             return copied
         except BaseException:
+            for task in writes:
+                task.cancel()
+            await asyncio.gather(*writes, return_exceptions=True)  # retrieved: no warning
             if not closed:
                 with suppress(asyncssh.Error, OSError):
                     await handler.close(handle)
