@@ -306,3 +306,95 @@ def test_server_killed_mid_upload(
 
 def _unused(*_: Any) -> None:
     pass
+
+
+def inv(sshd: SshServer, ini: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    tasks = Path(synchro.__file__).resolve().parent.parent
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "-r", str(tasks), *args, "--config", str(ini)],
+        capture_output=True,
+        text=True,
+        env=sshd.env(child_env()),
+        timeout=120,
+        check=False,
+    )
+
+
+def test_tasks_status_verify_and_restore(sshd: SshServer, tree: dict[str, Path]) -> None:
+    src, rep, logs, root = tree["src"], tree["rep"], tree["logs"], tree["root"]
+    ini = root / "backups.ini"
+    ini.write_text(f"[nas]\nsource = {src}\nreplica = {sshd.url(rep, alias=True)}\nlogpath = {logs}\n")
+
+    assert inv(sshd, ini, "backup", "--pair", "nas").returncode == 0
+    status = inv(sshd, ini, "status")
+    assert status.returncode == 0 and "nas" in status.stdout and "OK" in status.stdout.upper(), status.stdout
+
+    exact = inv(sshd, ini, "verify", "--pair", "nas")
+    assert exact.returncode == 0, exact.stdout + exact.stderr
+    assert "SUMMARY" in exact.stdout and "MISSING" not in exact.stdout
+
+    # A bit flipped on the server, the time put back: only reading the bytes back sees it.
+    st = os.stat(rep / "a.txt")
+    write(rep / "a.txt", "alphA", mtime_ns=st.st_mtime_ns)
+    (rep / "sub" / "deeper" / "c").unlink()
+    differs = inv(sshd, ini, "verify", "--pair", "nas")
+    assert differs.returncode == 1
+    assert "CONTENT a.txt: bytes differ, same size and time" in differs.stdout
+    assert "MISSING sub/deeper/c" in differs.stdout
+    assert os.stat(rep / "a.txt").st_mtime_ns == st.st_mtime_ns  # verify changed nothing
+
+    target = root / "restored"
+    restored = inv(sshd, ini, "restore", "--pair", "nas", "--to", str(target))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert (target / "a.txt").read_text() == "alphA"  # the replica as it is
+    assert (target / "sub" / "b.bin").read_bytes() == (src / "sub" / "b.bin").read_bytes()
+    assert os.readlink(target / "sub" / "link") == "../a.txt"
+    assert (
+        os.stat(target / "sub" / "b.bin").st_mtime_ns
+        == os.stat(src / "sub" / "b.bin").st_mtime_ns // SECOND * SECOND
+    )
+    one = inv(sshd, ini, "restore", "--pair", "nas", "--path", "sub/b.bin", "--to", str(root / "one"))
+    assert one.returncode == 0 and (root / "one" / "sub" / "b.bin").exists()
+    again = inv(sshd, ini, "restore", "--pair", "nas", "--to", str(target))
+    assert again.returncode == 2 and "would be replaced" in again.stdout + again.stderr
+
+
+def test_command_verify(sshd: SshServer, tree: dict[str, Path]) -> None:
+    src, rep, logs = tree["src"], tree["rep"], tree["logs"]
+    assert run(sshd, src, sshd.url(rep), "24", logs, "--once").returncode == 0
+
+    result = run(sshd, src, sshd.url(rep), "24", logs, "--verify")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    (rep / "extra").write_text("x")
+    differs = run(sshd, src, sshd.url(rep), "24", logs, "--verify")
+    assert differs.returncode == 1 and "EXTRA extra" in differs.stdout
+
+
+def test_a_server_that_stops_answering_ends_the_run(
+    sshd: SshServer, tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its session process stopped (SIGSTOP) mid-upload: the run gives up after the timeout, exit 1."""
+    src, rep, logs = tree["src"], tree["rep"], tree["logs"]
+    monkeypatch.setenv("HOME", str(sshd.home))
+    write(src / "big", os.urandom(3 << 20))
+    stopped: list[int] = []
+
+    def freeze(action: Action, copied: int) -> None:
+        if action.name != "big" or stopped:
+            return
+        children = Path(f"/proc/{sshd.process.pid}/task/{sshd.process.pid}/children").read_text().split()
+        for pid in map(int, children):
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+
+    try:
+        report = synchro.mirror(src, sshd.url(rep), logpath=logs, timeout=2, hooks=Hooks(during_copy=freeze))
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGCONT)
+    assert stopped
+    assert report.exit_code == 1
+    assert any("lost" in reason for _, reason in report.failed), report.failed
+    assert not (rep / "big").exists()

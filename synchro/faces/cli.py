@@ -235,7 +235,10 @@ def _verify(args: argparse.Namespace) -> int:
 
     try:
         options = make_options(
-            exclude=args.exclude, delete_excluded=args.delete_excluded, modify_window=args.modify_window
+            exclude=args.exclude,
+            delete_excluded=args.delete_excluded,
+            modify_window=args.modify_window,
+            timeout=args.timeout,
         )
         report = run_verify(
             args.source,

@@ -358,6 +358,7 @@ def restore(
         source=pair.source,
         force=force,
         emit=emit,
+        timeout=pair.options.timeout,
     )
     with closed_pipe_ends_output():
         print(report.summary(), file=out)

@@ -464,6 +464,76 @@ class SftpReplica:
                     return True
                 offset += len(left)
 
+    def digest(self, folder: str, name: str) -> tuple[bytes, int]:
+        """BLAKE2b of file ``folder/name`` read back over SFTP, and its size (``--verify``)."""
+        sftp = self.connected().sftp
+
+        async def read() -> tuple[bytes, int]:
+            import hashlib  # only a verification pays for it
+
+            digest = hashlib.blake2b(digest_size=32)
+            size = 0
+            async with sftp.open(
+                self.path(folder, name), "rb", block_size=CHUNK // 4, max_requests=WINDOW
+            ) as f:
+                while True:
+                    chunk: bytes = await f.read(CHUNK, size)
+                    if not chunk:
+                        return digest.digest(), size
+                    digest.update(chunk)
+                    size += len(chunk)
+
+        found: tuple[bytes, int] = self._run(read(), self._shown(folder, name))
+        return found
+
+    def download(self, folder: str, name: str, target_dir: int, *, keep_owner: bool) -> int:
+        """Copy file ``folder/name`` from the server into folder descriptor ``target_dir``
+        (a temporary name, then a rename over ``name``), with its mode and time; return its size.
+
+        What ``inv restore`` does with a replica on a server.
+        """
+        sftp = self.connected().sftp
+        temp = _temp_name()
+
+        async def fetch(fd: int) -> tuple[int, asyncssh.SFTPAttrs]:
+            size = 0
+            async with sftp.open(
+                self.path(folder, name), "rb", block_size=CHUNK // 4, max_requests=WINDOW
+            ) as f:
+                attrs = await f.stat()
+                if not stat.S_ISREG(attrs.permissions or 0):
+                    raise OSError(errno.EINVAL, "is no longer a regular file")
+                while True:
+                    chunk: bytes = await f.read(CHUNK, size)
+                    if not chunk:
+                        return size, attrs
+                    os.pwrite(fd, chunk, size)
+                    size += len(chunk)
+
+        fd = os.open(
+            temp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=target_dir,
+        )
+        try:
+            try:
+                fetched: tuple[int, asyncssh.SFTPAttrs] = self._run(fetch(fd), self._shown(folder, name))
+                size, attrs = fetched
+                if keep_owner:
+                    os.fchown(fd, attrs.uid or 0, attrs.gid or 0)
+                os.fchmod(fd, stat.S_IMODE(attrs.permissions or 0o600))
+                seconds = (attrs.mtime or 0) * SECOND
+                os.utime(fd, ns=((attrs.atime or 0) * SECOND, seconds))
+            finally:
+                os.close(fd)
+            os.rename(temp, name, src_dir_fd=target_dir, dst_dir_fd=target_dir)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(temp, dir_fd=target_dir)
+            raise
+        return size
+
     def make_writable(self, folder: str) -> bool:
         """Add the owner's write permission to ``folder`` on the server; False if it has it or cannot."""
         sftp = self.connected().sftp
