@@ -8,9 +8,12 @@ snapshot equal to the source's (times to the second, what SFTP keeps).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -304,10 +307,6 @@ def test_server_killed_mid_upload(
     assert not [name for name in os.listdir(rep) if name.startswith(".synchro-tmp-")]
 
 
-def _unused(*_: Any) -> None:
-    pass
-
-
 def inv(sshd: SshServer, ini: Path, *args: str) -> subprocess.CompletedProcess[str]:
     tasks = Path(synchro.__file__).resolve().parent.parent
     return subprocess.run(
@@ -398,3 +397,49 @@ def test_a_server_that_stops_answering_ends_the_run(
     assert report.exit_code == 1
     assert any("lost" in reason for _, reason in report.failed), report.failed
     assert not (rep / "big").exists()
+
+
+def test_versions_are_kept_on_the_server(sshd: SshServer, tree: dict[str, Path]) -> None:
+    src, rep, logs, root = tree["src"], tree["rep"], tree["logs"], tree["root"]
+    kept = root / "server" / "versions"
+    assert run(sshd, src, sshd.url(rep), "24", logs, "--once", "--versions", kept).returncode == 0
+    assert not kept.exists()  # nothing replaced or deleted yet
+    old = (rep / "sub" / "b.bin").stat()
+    write(src / "sub" / "b.bin", "new bytes", mtime_ns=BASE_NS + 9 * SECOND)
+    shutil.rmtree(src / "sub" / "deeper")
+
+    result = run(sshd, src, sshd.url(rep), "24", logs, "--once", "--versions", sshd.url(kept))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_remote_mirror(src, rep)
+    (run_folder,) = kept.iterdir()
+    # Overwritten: a hard link to the old file (the same inode: nothing was copied).
+    assert (run_folder / "sub" / "b.bin").stat().st_ino == old.st_ino
+    assert (run_folder / "sub" / "deeper" / "c").read_text() == "see"
+    assert stat.S_IMODE((run_folder / "sub" / "deeper").stat().st_mode) == 0o750
+    assert "KEPT sub/b.bin ->" in result.stdout and "KEPT sub/deeper/ ->" in result.stdout
+
+    elsewhere = run(sshd, src, sshd.url(rep), "24", logs, "--once", "--versions", "relative/folder")
+    assert elsewhere.returncode == 2 and "absolute path on that server" in elsewhere.stdout + elsewhere.stderr
+    inside = run(sshd, src, sshd.url(rep), "24", logs, "--once", "--versions", rep / "v")
+    assert inside.returncode == 2 and "is inside the replica" in inside.stdout + inside.stderr
+
+
+def test_versions_on_the_server_are_pruned(
+    sshd: SshServer, tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, rep, logs, root = tree["src"], tree["rep"], tree["logs"], tree["root"]
+    monkeypatch.setenv("HOME", str(sshd.home))
+    kept = root / "server" / "versions"
+    now = [datetime(2026, 3, 1, 3, 0, 0)]
+    options: dict[str, Any] = {"logpath": logs, "versions": str(kept), "keep_versions": "1"}
+    assert synchro.mirror(src, sshd.url(rep), clock=lambda: now[0], **options).exit_code == 0
+    for day, text in ((2, "one"), (3, "two")):
+        now[0] = datetime(2026, 3, day, 3, 0, 0)
+        write(src / "a.txt", text, mtime_ns=BASE_NS + day * SECOND)
+        report = synchro.mirror(src, sshd.url(rep), clock=lambda: now[0], **options)
+        assert report.exit_code == 0, report.failed
+
+    assert sorted(p.name for p in kept.iterdir()) == ["2026-03-03_030000"]  # the older one pruned
+    assert (kept / "2026-03-03_030000" / "a.txt").read_text() == "one"
+    assert (rep / "a.txt").read_text() == "two"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..endpoints.base import ForkableReplica, ForkableSource, Replica, Source, describe
 from ..endpoints.capabilities import FULL_POSIX, Capabilities
@@ -31,19 +31,30 @@ from ..endpoints.resolve import (
 )
 from ..errors import ConfigError, ExitCode, ReplicaLocked, stop_code, stopped_by
 from ..options import MirrorOptions
-from .apply import ApplyContext, BeforeAction, DuringCopy, Progress, apply_plan
+from .apply import ApplyContext, BeforeAction, DuringCopy, Keeper, Progress, apply_plan
 from .exclude import Excluder
 from .helper import ApplyPart, Helper, HelperStopped, PlanPart, may_share
 from .log import DailyLog, escape
 from .plan import Action, Op, PlanRules, fit_rules
 from .report import Report
-from .roots import Roots, check_roots
+from .roots import Roots, check_roots, is_remote
 from .walk import Plan, Walk, plan_trees, steps_now
+
+if TYPE_CHECKING:
+    from ..endpoints.sftp.versions import RemoteKeeper
 
 GUARD_SHOWN = 10  # how many of the paths a refused run would delete are logged
 
 # Makes a progress display for a run of (entries, bytes) to do; None: no display.
 ProgressFactory = Callable[[int, int], Progress]
+
+
+class RunKeeper(Keeper, Protocol):
+    """A keeper of old versions for one run: what the applier calls, then closed and pruned here."""
+
+    def close(self) -> None: ...
+
+    def prune(self) -> list[str]: ...
 
 
 class Hooks(NamedTuple):
@@ -280,8 +291,10 @@ def _plan_and_apply(
     sharing = helper if part is not None and part.actions else None
     if sharing is not None:
         started, progress = _start_part(sharing, progress, log)
-    keeper = None
-    if roots.versions is not None:
+    keeper: RunKeeper | None = None
+    if roots.versions is not None and is_remote(roots.replica):
+        keeper = _remote_keeper(cycle, rep)
+    elif roots.versions is not None:
         from ..endpoints.local.replica import LocalReplica  # versions are kept beside a local replica
         from ..features.versions import make_keeper  # only a pair that keeps versions loads it
 
@@ -321,6 +334,19 @@ def _plan_and_apply(
     if keeper is not None and not report.failed:
         keeper.prune()  # only after a successful run
     return (ExitCode.FAILED if report.failed else ExitCode.OK), ""
+
+
+def _remote_keeper(cycle: _Cycle, rep: Replica | None) -> RemoteKeeper | None:
+    """The keeper of a replica on a server: versions kept on that server (none in a dry run)."""
+    from ..endpoints.sftp.replica import SftpReplica
+    from ..endpoints.sftp.versions import RemoteKeeper
+
+    if cycle.options.dry_run or not isinstance(rep, SftpReplica):
+        return None
+    assert cycle.roots.versions is not None
+    return RemoteKeeper(
+        rep, cycle.roots.versions, cycle.options.keep_versions, cycle.log.write, clock=cycle.clock
+    )
 
 
 def _unreadable(error: OSError, roots: Roots, report: Report, log: DailyLog) -> tuple[ExitCode, str]:

@@ -243,14 +243,48 @@ def _check_remote(
     """
     from ..endpoints.sftp.connect import parse_sftp_url  # only a remote pair loads asyncssh
 
-    parse_sftp_url(url)  # ConfigError: malformed
+    location = parse_sftp_url(url)  # ConfigError: malformed
+    kept = None
     if versions is not None:
-        raise ConfigError(
-            f"versions: old versions are not kept for a replica on another machine yet ({_show(url)})"
-        )
+        kept = _remote_versions(location.path, url, os.fspath(versions))
     logs_in_source = None
     if logs is not None:
         logs_in_source = where_in(place(resolve(logs)), place(src))
         if logs_in_source == "":
             raise ConfigError(f"the log folder is the source folder: {_show(src)}")
-    return Roots(src, url, True, logs_in_source, None)
+    return Roots(src, url, True, logs_in_source, kept)
+
+
+def _under(child: str, parent: str) -> bool:
+    """Whether server path ``child`` lies strictly under ``parent`` (both absolute, normalized)."""
+    return child != parent and child.startswith(parent.rstrip("/") + "/")
+
+
+def _remote_versions(replica: str, url: str, versions: str) -> str:
+    """The versions folder of a replica on a server: a path on the same server.
+
+    Given as an absolute path (taken on the server) or as an ``sftp://`` URL
+    of the same server; old versions are moved there, never across machines.
+    """
+    from ..endpoints.sftp.connect import parse_sftp_url
+
+    if is_remote(versions):
+        theirs, ours = parse_sftp_url(versions), parse_sftp_url(url)
+        if (theirs.host, theirs.user, theirs.port) != (ours.host, ours.user, ours.port):
+            raise ConfigError(
+                f"versions {_show(versions)} is not on the replica's server ({_show(url)}); "
+                "old versions are kept on the same server"
+            )
+        kept = theirs.path
+    elif os.path.isabs(versions):
+        kept = os.path.normpath(versions)
+    else:
+        raise ConfigError(
+            f"versions {_show(versions)}: for a replica on a server, give an absolute path on that server"
+        )
+    if kept == replica or _under(kept, replica) or _under(replica, kept):
+        relation = "is" if kept == replica else ("is inside" if _under(kept, replica) else "contains")
+        raise ConfigError(
+            f"versions folder {_show(kept)} {relation} the replica {_show(url)}; give a folder outside it"
+        )
+    return kept
