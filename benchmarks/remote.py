@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import signal
 import socket
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import MIB, TREES, TreeSpec, generate_tree, mutate_tree, synchro_command
+from compare import BASE_NS, MIB, SEED, TREES, TreeSpec, generate_tree, mutate_tree, synchro_command
 
 GIB_TREE = TreeSpec("gib", 1, 1, 1024 * MIB, 1024 * MIB)
 SCENARIOS = ("initial", "noop", "delta")
@@ -196,6 +197,16 @@ def timed(tool: Tool, server: Server, src: Path, rep: Path, logs: Path) -> float
     return seconds
 
 
+def write_big(path: Path, size: int) -> None:
+    """One file of ``size`` seeded random bytes (random.randbytes refuses a gibibyte at once)."""
+    rng = random.Random(f"{SEED}:gib")
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as out:
+        for _ in range(size // (64 * MIB)):
+            out.write(rng.randbytes(64 * MIB))
+    os.utime(path, ns=(BASE_NS, BASE_NS))
+
+
 def run(args: argparse.Namespace, work: Path) -> None:
     tools = [TOOLS[name] for name in TOOLS if name.split()[0] in args.tools]
     with ssh_server(work) as server:
@@ -204,7 +215,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
         for tree in args.trees:
             spec = GIB_TREE if tree == "gib" else TREES[tree]
             original = work / f"{tree}-src"
-            if not original.exists():
+            if not original.exists() and tree == "gib":
+                write_big(original / "big.bin", spec.max_size)
+            elif not original.exists():
                 generate_tree(spec, original)
             mutated = work / f"{tree}-delta"
             for scenario in args.scenarios:
