@@ -71,6 +71,7 @@ class Session:
 
     async def _start_sftp(self) -> asyncssh.SFTPClient:
         assert self.connection is not None
+        _coalesce_writes(self.connection)
         try:
             return await asyncio.wait_for(self.connection.start_sftp_client(), self.timeout)
         except (asyncssh.Error, OSError, asyncio.TimeoutError) as error:
@@ -148,3 +149,44 @@ class Session:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+def _coalesce_writes(connection: asyncssh.SSHClientConnection) -> None:
+    """Send what one turn of the loop writes to the connection's socket in one system call.
+
+    asyncssh writes each SSH packet to the socket as soon as it is made, and
+    a remote replica makes many small ones at once (a file's write,
+    attributes, sync and close; dozens of files in flight): one ``send``
+    each, and a wake-up of the server for each. Joined at the end of the
+    loop's turn, they go out together, in the same order.
+    """
+    transport = connection._transport  # the only way to the socket's writes
+    if transport is None:
+        return
+    loop = asyncio.get_running_loop()
+    pending: list[bytes] = []
+    write, close, abort = transport.write, transport.close, transport.abort
+
+    def flush() -> None:
+        if pending:
+            data = b"".join(pending)
+            pending.clear()
+            if not transport.is_closing():
+                write(data)
+
+    def coalesced(data: bytes | bytearray | memoryview) -> None:
+        if not pending:
+            loop.call_soon(flush)
+        pending.append(bytes(data))
+
+    def closing() -> None:
+        flush()
+        close()
+
+    def aborting() -> None:
+        pending.clear()
+        abort()
+
+    transport.write = coalesced  # type: ignore[method-assign]
+    transport.close = closing  # type: ignore[method-assign]
+    transport.abort = aborting  # type: ignore[method-assign]
