@@ -27,6 +27,7 @@ import asyncio
 import errno
 import os
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractContextManager, asynccontextmanager, suppress
 from typing import Any
@@ -41,7 +42,7 @@ from .session import Session
 FXF_NEW = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
 WINDOW = 16  # writes of one file in flight at once
 CHUNK = 1 << 20  # bytes read from the source at a time (and between two on_chunk calls)
-PREFETCH = 256  # sub-folder listings asked for ahead of the walk (in flight or waiting), at most
+LISTINGS = 64  # folder listings in flight at once while the replica is crawled
 SECOND = 10**9
 
 # Many copies in flight, no forked helper: the run waits on the network,
@@ -108,8 +109,8 @@ class SftpReplica:
         self.keep_mode = True
         self.link_times = False
         self.fsync = False
-        # Listings asked for ahead of the walk, by folder; touched only on the loop.
-        self._ahead: dict[str, asyncio.Task[Listing]] = {}
+        # The replica's folders, listed ahead of the walk (see _Crawl).
+        self._crawl = _Crawl(self)
         self._writing = False
         self.locked = False  # the lock is held: close() leaves the connection to its release
         self.new_owner = (-1, -1)  # the owner of a file this login creates (measured)
@@ -252,17 +253,14 @@ class SftpReplica:
     def list(self, folder: str) -> Listing:
         if not self.exists:
             return Listing({}, {})  # a dry run into a folder --create-replica would make
-        listing: Listing = self._run(self._take(folder), self._shown(folder))
-        return listing
-
-    async def _take(self, folder: str) -> Listing:
-        task = self._ahead.pop(folder, None)
-        listing = await (self._list(folder) if task is None else task)
-        if not self._writing:
-            # The walk goes down this folder's sub-folders next: all of
-            # them, whatever the budget of guesses further down.
-            self._look_ahead(folder, listing.entries, limit=None)
-        return listing
+        if self._writing:
+            # Changes have begun: a listing taken before them may be stale.
+            fresh: Listing = self._run(self._list(folder), self._shown(folder))
+            return fresh
+        found = self._crawl.take(folder)
+        if isinstance(found, BaseException):
+            raise self.connected().translate(found, self._shown(folder))
+        return found
 
     async def _list(self, folder: str) -> Listing:
         sftp = self.connected().sftp
@@ -294,32 +292,15 @@ class SftpReplica:
                     errors[name] = f"cannot read the link: {target}"
                     continue
                 entries[name] = _meta(attrs, os.fsdecode(target))
-        if not self._writing:
-            self._look_ahead(folder, entries)
         return Listing(entries, errors)
 
-    def _look_ahead(self, folder: str, entries: dict[str, Meta], limit: int | None = PREFETCH) -> None:
-        """Ask for the sub-folders' listings now: the walk will want them soon."""
-        for name, meta in entries.items():
-            if meta.kind is not Kind.DIR or (limit is not None and len(self._ahead) >= limit):
-                continue
-            sub = f"{folder}/{name}" if folder else name
-            if sub not in self._ahead:
-                self._ahead[sub] = asyncio.ensure_future(self._list(sub))
-
     def _stop_looking_ahead(self) -> None:
-        """From the first change on, listings are taken fresh: one asked for earlier may be stale."""
+        """From the first change on, listings are taken fresh: one made earlier may be stale."""
         if self._writing:
             return
         self._writing = True
-
-        async def drop() -> None:
-            tasks, self._ahead = list(self._ahead.values()), {}
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        self._run(drop())
+        if self.session is not None and not self.session.lost:
+            self._run(self._crawl.stop())
 
     def lookup(self, path: str) -> Meta | None:
         if not self.exists:
@@ -340,7 +321,7 @@ class SftpReplica:
 
     def close(self) -> None:
         """Done with the tree; the connection stays while the lock is held (it is released over it)."""
-        if self.session is not None and self._ahead and not self.session.lost:
+        if self.session is not None and not self.session.lost:
             self._stop_looking_ahead()
         if not self.locked:
             self.disconnect()
@@ -566,6 +547,89 @@ async def _discard(sftp: asyncssh.SFTPClient, path: bytes) -> None:
     """Remove a temporary of ours, best effort: a lost connection leaves it to the next run."""
     with suppress(asyncssh.Error, OSError):
         await sftp.remove(path)
+
+
+class _Crawl:
+    """The replica's folders listed ahead of the walk, all of them, as fast as the server answers.
+
+    The walk asks for one folder at a time and plans it before the next; on
+    a remote replica each listing is a round trip or more, and each hand-over
+    between the walk's thread and the connection's loop a wake-up of each.
+    So the loop lists the whole tree on its own (:data:`LISTINGS` folders in
+    flight, each folder's sub-folders as soon as it is listed), and puts each
+    listing where the walk takes it without waking the loop: the walk waits
+    only for a listing that has not come yet. The first change stops it
+    (:meth:`stop`): what is listed from then on is listed fresh.
+    """
+
+    def __init__(self, replica: SftpReplica) -> None:
+        self.replica = replica
+        self.ready: dict[str, Listing | BaseException] = {}
+        self.asked: set[str] = set()  # folders being listed or listed, not taken yet
+        self.cond = threading.Condition()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.slots: asyncio.Semaphore | None = None
+        self.stopped = False
+
+    def take(self, folder: str) -> Listing | BaseException:
+        """The listing of ``folder`` (or why it failed): at once if it has come, else when it comes."""
+        with self.cond:
+            found = self.ready.pop(folder, None)
+            if found is not None:
+                return found
+            if folder not in self.asked:
+                self.asked.add(folder)
+                session = self.replica.connected()
+                session.loop.call_soon_threadsafe(self._start, folder)
+            while (found := self.ready.pop(folder, None)) is None:
+                if self.replica.session is None or self.replica.session.lost:
+                    return ConnectionResetError(errno.ECONNRESET, "the connection to the server was lost")
+                self.cond.wait(1.0)
+            return found
+
+    def _start(self, folder: str) -> None:
+        # On the loop.
+        if self.stopped:
+            with self.cond:
+                self.ready[folder] = InterruptedError(errno.EINTR, "listing stopped")
+                self.cond.notify_all()
+            return
+        task = asyncio.ensure_future(self._one(folder))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _one(self, folder: str) -> None:
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(LISTINGS)
+        result: Listing | BaseException
+        async with self.slots:
+            try:
+                result = await self.replica._list(folder)
+            except (asyncssh.Error, OSError) as error:
+                result = error
+        subs = []
+        if isinstance(result, Listing) and not self.stopped:
+            prefix = f"{folder}/" if folder else ""
+            subs = [prefix + name for name, meta in result.entries.items() if meta.kind is Kind.DIR]
+        with self.cond:
+            self.ready[folder] = result
+            subs = [sub for sub in subs if sub not in self.asked]
+            self.asked.update(subs)
+            self.cond.notify_all()
+        for sub in subs:
+            self._start(sub)
+
+    async def stop(self) -> None:
+        """Stop listing ahead, and drop what was listed and not taken."""
+        self.stopped = True
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with self.cond:
+            self.ready.clear()
+            self.asked.clear()
+            self.cond.notify_all()
 
 
 class SftpCopyJob:

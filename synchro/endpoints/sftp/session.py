@@ -105,6 +105,14 @@ class Session:
         except (asyncssh.Error, BrokenPipeError, ConnectionError, EOFError) as error:
             raise self._connection_lost(error) from None
 
+    def translate(self, error: BaseException, context: str = "") -> BaseException:
+        """An error of a request as :meth:`result` raises it (SFTP errors and lost connections as OSError)."""
+        if isinstance(error, asyncssh.SFTPError):
+            return self.os_error(error, context)
+        if isinstance(error, asyncssh.Error | BrokenPipeError | ConnectionError | EOFError):
+            return self._connection_lost(error)
+        return error
+
     def _wait(self, future: Future[T]) -> T:
         try:
             return future.result()
