@@ -26,7 +26,6 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from servers import s3_server, sshd  # noqa: F401 - the real servers' fixtures, for every test module
 
 # Real exFAT, FAT32 and case-folding ext4 replicas (session-wide images).
 from fsfixtures import (  # noqa: F401
@@ -38,6 +37,7 @@ from fsfixtures import (  # noqa: F401
     vfat,
     vfat_volume,
 )
+from servers import s3_server, sshd  # noqa: F401 - the real servers' fixtures, for every test module
 
 import synchro
 from synchro import Report

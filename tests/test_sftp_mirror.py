@@ -7,6 +7,7 @@ snapshot equal to the source's (times to the second, what SFTP keeps).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -264,7 +265,7 @@ def test_api_mirror_and_ini_tasks(
             "backup",
             "--pair",
             "nas",
-            "--config",
+            "--ini",
             str(ini),
         ],
         capture_output=True,
@@ -292,8 +293,9 @@ def test_server_killed_mid_upload(
         # The sshd process serving this connection: a child of the listening server.
         children = Path(f"/proc/{sshd.process.pid}/task/{sshd.process.pid}/children").read_text().split()
         for pid in map(int, children):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+            with contextlib.suppress(ProcessLookupError):  # another test's session, ending now
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
 
     report = synchro.mirror(src, sshd.url(rep), logpath=logs, hooks=Hooks(during_copy=kill_session))
 
@@ -310,7 +312,7 @@ def test_server_killed_mid_upload(
 def inv(sshd: SshServer, ini: Path, *args: str) -> subprocess.CompletedProcess[str]:
     tasks = Path(synchro.__file__).resolve().parent.parent
     return subprocess.run(
-        [sys.executable, "-m", "invoke", "-r", str(tasks), *args, "--config", str(ini)],
+        [sys.executable, "-m", "invoke", "-r", str(tasks), *args, "--ini", str(ini)],
         capture_output=True,
         text=True,
         env=sshd.env(child_env()),
@@ -384,15 +386,17 @@ def test_a_server_that_stops_answering_ends_the_run(
             return
         children = Path(f"/proc/{sshd.process.pid}/task/{sshd.process.pid}/children").read_text().split()
         for pid in map(int, children):
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
+            with contextlib.suppress(ProcessLookupError):  # another test's session, ending now
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
 
     try:
         report = synchro.mirror(src, sshd.url(rep), logpath=logs, timeout=2, hooks=Hooks(during_copy=freeze))
     finally:
         for pid in stopped:
-            os.kill(pid, signal.SIGKILL)
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
     assert stopped
     assert report.exit_code == 1
     assert any("lost" in reason for _, reason in report.failed), report.failed

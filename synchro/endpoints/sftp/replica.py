@@ -333,15 +333,22 @@ class SftpReplica:
 
     # --- the actions
 
+    def identity(self, folder: str) -> None:
+        return None  # on another machine: no folder of this one is it
+
     def copy_file(self, source: Source, folder: str, name: str, on_chunk: OnChunk | None = None) -> int:
         self._stop_looking_ahead()
-        job = self.copy_job(source, folder, name)
-        return job.run(on_chunk)
+        job = SftpCopyJob(self, source.open_file(folder, name), folder, name)
+        # A hook told after each chunk, in the caller's thread, once the chunk is on the server.
+        return job.run(on_chunk, paced=True)
 
-    def copy_job(self, source: Source, folder: str, name: str) -> SftpCopyJob:
+    def copy_job(
+        self, source: Source, folder: str, name: str, on_chunk: OnChunk | None = None
+    ) -> SftpCopyJob:
         self._stop_looking_ahead()
         fd = source.open_file(folder, name)
-        return SftpCopyJob(self, fd, folder, name)
+        # Told the bytes sent so far, as they go (the progress of a copy in flight).
+        return SftpCopyJob(self, fd, folder, name, on_chunk)
 
     def copy_link(self, folder: str, name: str, meta: Meta) -> None:
         assert meta.target is not None
@@ -635,12 +642,18 @@ class _Crawl:
 class SftpCopyJob:
     """One upload: the source file is open (in the pipeline's thread); :meth:`run` sends it."""
 
-    def __init__(self, replica: SftpReplica, fd: int, folder: str, name: str) -> None:
+    def __init__(
+        self, replica: SftpReplica, fd: int, folder: str, name: str, on_chunk: OnChunk | None = None
+    ) -> None:
         self.replica = replica
         self.fd = fd
         self.folder, self.name = folder, name
+        self.on_chunk = on_chunk
+        self.paced = False
 
-    def run(self, on_chunk: OnChunk | None = None) -> int:
+    def run(self, on_chunk: OnChunk | None = None, *, paced: bool = False) -> int:
+        """Upload; ``paced``: each chunk is on the server before ``on_chunk`` is told, in another thread."""
+        on_chunk = on_chunk or self.on_chunk
         try:
             before = os.fstat(self.fd)
             if not stat.S_ISREG(before.st_mode):
@@ -652,10 +665,14 @@ class SftpCopyJob:
                 told = on_chunk
 
                 async def tell(copied: int) -> None:
-                    # In another thread: the hook may wait, or stop the server.
-                    await loop.run_in_executor(None, told, copied)
+                    if paced:
+                        # In another thread: the hook may wait, or stop the server.
+                        await loop.run_in_executor(None, told, copied)
+                    else:
+                        told(copied)
 
                 hook = tell
+            self.paced = paced
             copied: int = session.run(self._upload(before, hook), self.replica._shown(self.folder, self.name))
             return copied
         finally:
@@ -695,8 +712,9 @@ class SftpCopyJob:
                             task.result()
                 copied += len(data)
                 if on_chunk is not None:
-                    await asyncio.gather(*writes)
-                    writes.clear()
+                    if self.paced:
+                        await asyncio.gather(*writes)
+                        writes.clear()
                     await on_chunk(copied)
             after = os.fstat(self.fd)
             if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
