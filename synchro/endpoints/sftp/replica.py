@@ -47,7 +47,7 @@ SECOND = 10**9
 
 # Many copies in flight, no forked helper: the run waits on the network,
 # and one connection carries every request.
-REMOTE = Concurrency(fork_helper=False, copies_in_flight=32, in_flight_min_size=0)
+REMOTE = Concurrency(fork_helper=False, copies_in_flight=32, in_flight_min_size=0, actions_in_flight=True)
 
 Say = Callable[[str], None]  # a line for the run's log
 
