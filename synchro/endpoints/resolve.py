@@ -5,16 +5,18 @@ with what it gets through :mod:`synchro.endpoints.base`. Local folders
 are reached through folder descriptors where the system has them (Linux,
 macOS: :mod:`synchro.endpoints.local`), through paths elsewhere (Windows:
 :mod:`synchro.endpoints.portable`); ``SYNCHRO_ENDPOINT=portable`` (or
-``local``) chooses one on any system. A replica URL (``sftp://``,
-``s3://``) will choose its endpoint here, by its scheme, as fsspec
-resolves a protocol.
+``local``) chooses one on any system. A replica URL chooses its endpoint
+here, by its scheme, as fsspec resolves a protocol (``sftp://``:
+:mod:`synchro.endpoints.sftp`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from ..errors import ConfigError
+from ..options import MirrorOptions
 from .base import Replica, Source
 from .capabilities import WINDOWS_NATIVE, Capabilities
 from .local.filecopy import Opener, default_opener
@@ -25,6 +27,7 @@ __all__ = [
     "default_opener",
     "local_endpoint",
     "open_source",
+    "remote_replica_at",
     "replica_at",
     "source_limits",
 ]
@@ -87,3 +90,16 @@ def replica_at(path: str) -> Replica:
     from .local.replica import LocalReplica
 
     return LocalReplica(path)
+
+
+def remote_replica_at(url: str, options: MirrorOptions, say: Callable[[str], None]) -> Replica:
+    """The replica at ``url`` (``sftp://``), not reached yet: locking it connects.
+
+    ``say`` writes a line to the run's log (what a remote endpoint does on
+    its own: a replica folder created, a dead run's lock taken over).
+    """
+    from .sftp.replica import SftpReplica  # only a remote pair loads asyncssh
+
+    return SftpReplica(
+        url, timeout=options.timeout, create=options.create_replica, dry_run=options.dry_run, say=say
+    )

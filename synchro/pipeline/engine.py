@@ -25,6 +25,7 @@ from ..endpoints.resolve import (
     default_opener,
     local_endpoint,
     open_source,
+    remote_replica_at,
     replica_at,
     require_descriptors,
     source_limits,
@@ -114,7 +115,11 @@ def run_cycle(
                 ) from None
             log.write(f"CREATED replica folder {escape(roots.replica)}")
             roots = roots._replace(replica_exists=True)
-        endpoint = replica_at(roots.replica)
+        endpoint = (
+            remote_replica_at(roots.replica, options, log.write)
+            if is_remote(roots.replica)
+            else replica_at(roots.replica)
+        )
         if roots.versions is not None and local_endpoint() != "local":
             require_descriptors("versions")
     except ConfigError as error:
