@@ -226,6 +226,9 @@ class MirrorOptions(NamedTuple):
     # None: the standard AWS settings (AWS_PROFILE, AWS_* variables). A local
     # replica ignores it.
     s3_profile: str | None = None
+    # Seconds a remote replica's server may take to answer (connect, log in,
+    # or any request) before the run gives it up; a local replica ignores it.
+    timeout: float = 30.0
 
     @property
     def modify_window_ns(self) -> int:
@@ -262,6 +265,11 @@ def make_options(**options: object) -> MirrorOptions:
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"s3_profile: expected the name of an AWS profile, got {value!r}")
             values[name] = value.strip()
+        elif name == "timeout":
+            seconds = parse_seconds(name, value)
+            if seconds <= 0:
+                raise ConfigError(f"timeout: expected a number of seconds > 0, got {value!r}")
+            values[name] = seconds
     return MirrorOptions(**values)  # type: ignore[arg-type]
 
 

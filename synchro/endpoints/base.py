@@ -114,6 +114,10 @@ class Concurrency(NamedTuple):
     # Only copies of at least this many bytes go in flight: below it, a
     # hand-off to a thread costs more than the copy (local); remote: 0.
     in_flight_min_size: int
+    # Removals and folders' metadata go in flight too, each after what it
+    # depends on (the content of a folder, an earlier action on the same
+    # path): on a remote replica each is a round trip of its own.
+    actions_in_flight: bool = False
 
 
 class Tree(Protocol):

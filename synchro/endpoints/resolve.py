@@ -5,9 +5,9 @@ with what it gets through :mod:`synchro.endpoints.base`. Local folders
 are reached through folder descriptors where the system has them (Linux,
 macOS: :mod:`synchro.endpoints.local`), through paths elsewhere (Windows:
 :mod:`synchro.endpoints.portable`); ``SYNCHRO_ENDPOINT=portable`` (or
-``local``) chooses one on any system. A replica URL (``sftp://``,
-``s3://``) will choose its endpoint here, by its scheme, as fsspec
-resolves a protocol.
+``local``) chooses one on any system. A replica URL chooses its endpoint
+here, by its scheme, as fsspec resolves a protocol (``sftp://``:
+:mod:`synchro.endpoints.sftp`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ __all__ = [
     "default_opener",
     "local_endpoint",
     "open_source",
+    "remote_replica_at",
     "replica_at",
     "source_limits",
 ]
@@ -88,6 +89,8 @@ def replica_at(
     ``say`` writes a line to the run's log (what a remote endpoint does on
     its own: a dead run's lock taken over, its unfinished uploads aborted).
     """
+    if path.startswith("sftp://"):
+        return remote_replica_at(path, options or MirrorOptions(), say or (lambda line: None))
     if path.lower().startswith("s3://"):
         from .s3.replica import S3Replica  # only an s3:// pair loads boto3
 
@@ -100,3 +103,16 @@ def replica_at(
     from .local.replica import LocalReplica
 
     return LocalReplica(path)
+
+
+def remote_replica_at(url: str, options: MirrorOptions, say: Callable[[str], None]) -> Replica:
+    """The replica at ``url`` (``sftp://``), not reached yet: locking it connects.
+
+    ``say`` writes a line to the run's log (what a remote endpoint does on
+    its own: a replica folder created, a dead run's lock taken over).
+    """
+    from .sftp.replica import SftpReplica  # only a remote pair loads asyncssh
+
+    return SftpReplica(
+        url, timeout=options.timeout, create=options.create_replica, dry_run=options.dry_run, say=say
+    )

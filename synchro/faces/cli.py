@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the AWS profile of an s3:// replica (default: AWS_PROFILE or the AWS_* variables)",
     )
     parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        default=None,
+        help="give up on an sftp:// replica's server after SECONDS without an answer (default 30)",
+    )
+    parser.add_argument(
         "--versions",
         metavar="PATH",
         default=None,
@@ -241,6 +247,7 @@ def _verify(args: argparse.Namespace) -> int:
             delete_excluded=args.delete_excluded,
             modify_window=args.modify_window,
             s3_profile=args.s3_profile,
+            timeout=args.timeout,
         )
         report = run_verify(
             args.source,
@@ -280,6 +287,7 @@ def _run(args: argparse.Namespace) -> int:
                 modify_window=args.modify_window,
                 create_replica=args.create_replica,
                 s3_profile=args.s3_profile,
+                timeout=args.timeout,
                 versions=args.versions,
                 keep_versions=args.keep_versions,
             )

@@ -62,6 +62,7 @@ OPTION_KEYS = (
     "versions",
     "keep_versions",
     "s3_profile",
+    "timeout",
 )
 # Options that name a folder: expanded and taken relative to the INI file like the PATH_KEYS.
 OPTION_PATH_KEYS = ("versions",)
@@ -345,7 +346,7 @@ def _make_pair(
 def _path(key: str, value: str, folder: str, environ: Mapping[str, str]) -> str:
     text = value.strip()
     if is_remote(text):
-        return text  # a replica in a bucket: neither expanded nor taken relative to the INI
+        return text  # a replica on another machine or in a bucket: neither expanded nor taken relative to the INI
     expanded = _expandvars(text, environ)
     unset = _UNSET_VARIABLE.search(expanded)
     if unset:

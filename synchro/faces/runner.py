@@ -359,6 +359,7 @@ def restore(
         force=force,
         emit=emit,
         profile=pair.options.s3_profile,
+        timeout=pair.options.timeout,
     )
     with closed_pipe_ends_output():
         print(report.summary(), file=out)

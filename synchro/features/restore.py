@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..endpoints.base import SourceChanged, SourceVanished
 from ..endpoints.local.fds import DIR_FLAGS, DirStack, open_root
@@ -41,6 +42,9 @@ from ..pipeline.lock import ReplicaLock
 from ..pipeline.log import escape
 from ..pipeline.roots import is_remote, place, resolve, where_in
 from .versions import ADDED_SUFFIX, EVERYTHING, addition_lists, clean_path, parse_at, read_added, run_folders
+
+if TYPE_CHECKING:
+    from ..endpoints.sftp.replica import SftpReplica
 
 Emit = Callable[[str], None]
 
@@ -82,6 +86,7 @@ class _Tree:
     """What the restored state is read from: one run from the restored moment on, or the replica."""
 
     stack: DirStack | None  # the run folder (or the replica); None: a run that only added
+    remote: SftpReplica | None = None  # the replica, when it is on a server (stack is None then)
     added: set[str] = field(default_factory=set)  # the paths the run added
     above: set[str] = field(default_factory=set)  # the folders with an added path below them
     everything: bool = False  # the run was into an empty replica: all it holds it added
@@ -101,9 +106,21 @@ class _Tree:
         """Whether this run added ``path`` (where there was nothing)."""
         return self.everything or path in self.added
 
+    @property
+    def holds(self) -> bool:
+        """Whether this tree holds entries (a run that only added holds none)."""
+        return self.stack is not None or self.remote is not None
+
     def listing(self, rel: str) -> dict[str, Meta]:
+        if self.remote is not None:
+            return self.remote.list(rel).entries
         assert self.stack is not None
         return list_folder(self.stack.fd(rel)).entries
+
+    def lookup(self, rel: str) -> Meta | None:
+        if self.remote is not None:
+            return self.remote.lookup(rel)
+        return lookup(self.stack, rel) if self.stack is not None else None
 
 
 # The trees a folder's content is read from, in order: (tree index, whether
@@ -169,16 +186,14 @@ def _merge(
 def _nodes(trees: list[_Tree], path: str) -> Iterator[_Node]:
     """The entries to restore, depth first: a folder before its content, and again (``leave``) after."""
     replica = len(trees) - 1
-    stack = trees[replica].stack
-    assert stack is not None
-    root = lookup(stack, "")
+    root = trees[replica].lookup("")
     assert root is not None
     parts = path.split("/") if path else []
     # Depth-first stack of (node, origins of its content, remaining parts of the path).
     pending: list[tuple[_Node, Origins, list[str]]] = [
         (
             _Node("", root, replica, own=not parts),
-            [(index, tree.stack is not None) for index, tree in enumerate(trees)],
+            [(index, tree.holds) for index, tree in enumerate(trees)],
             parts,
         )
     ]
@@ -199,7 +214,7 @@ def _nodes(trees: list[_Tree], path: str) -> Iterator[_Node]:
 
 
 def _check_target(
-    target: str, replica: str, versions: str | None, source: str | None, *, force: bool
+    target: str, replica: str | None, versions: str | None, source: str | None, *, force: bool
 ) -> None:
     # By identity, as the mirror's own checks: a bind mount or a symlink
     # is another name for the same folder.
@@ -236,6 +251,7 @@ def restore(
     force: bool = False,
     emit: Emit | None = None,
     profile: str | None = None,
+    timeout: float = 30.0,
 ) -> RestoreReport:
     """Restore ``path`` of the pair ("" = all of it) into folder ``target``; see the module docstring.
 
@@ -244,7 +260,7 @@ def restore(
     :class:`~synchro.errors.ReplicaLocked` while a run writes the replica.
     ``emit`` gets a ``RESTORED path`` line per entry, and ``FAILED`` lines.
     """
-    if is_remote(replica):
+    if os.fspath(replica).startswith("s3://"):
         if at:
             raise ConfigError("--at: old versions are not kept for an s3:// replica yet")
         from ..endpoints.s3.readback import restore_from_bucket  # only an s3:// pair needs boto3
@@ -262,6 +278,12 @@ def restore(
     say: Emit = emit if emit is not None else (lambda line: None)
     rel = clean_path(path)
     moment = parse_at(at) if at else None
+    if is_remote(replica):
+        if moment is not None:
+            raise ConfigError("--at: versions are not kept for a replica on another machine yet")
+        return _restore_remote(
+            os.fspath(replica), target, rel, source=source, force=force, say=say, timeout=timeout
+        )
     rep = resolve(replica)
     if not os.path.isdir(rep):
         raise ConfigError(
@@ -296,6 +318,38 @@ def restore(
     return report
 
 
+def _restore_remote(
+    url: str,
+    target: str | os.PathLike[str],
+    rel: str,
+    *,
+    source: str | os.PathLike[str] | None,
+    force: bool,
+    say: Emit,
+    timeout: float,
+) -> RestoreReport:
+    """:func:`restore` from a replica on a server (its current state), under its run lock there."""
+    from ..endpoints.sftp.replica import SftpReplica  # only a remote pair loads asyncssh
+
+    goal = resolve(target)
+    # The replica is on another machine: no local folder of it to stay out of.
+    _check_target(goal, None, None, resolve(source) if source is not None else None, force=force)
+    replica = SftpReplica(url, timeout=timeout)
+    with replica.lock():
+        replica.open()
+        try:
+            trees = [_Tree(None, remote=replica)]
+            if rel:
+                _check_path(trees, rel, None)
+            report = RestoreReport(goal, rel, None)
+            _refuse_replacing(trees, rel, goal, force)
+            os.makedirs(goal, exist_ok=True)
+            _write(trees, rel, goal, report, say)
+        finally:
+            replica.close()
+    return report
+
+
 def _open_runs(kept: str, moment: str, trees: list[_Tree], fds: list[int]) -> None:
     """Add to ``trees`` the runs from ``moment`` on, oldest first (their descriptors to ``fds``)."""
     kept_fd = open_root(kept)
@@ -323,7 +377,7 @@ def _open_runs(kept: str, moment: str, trees: list[_Tree], fds: list[int]) -> No
 
 def _check_path(trees: list[_Tree], rel: str, moment: str | None) -> None:
     """Refuse a ``--path`` that is nowhere, or that did not exist as of ``moment``."""
-    if not any(tree.stack is not None and lookup(tree.stack, rel) is not None for tree in trees):
+    if not any(tree.lookup(rel) is not None for tree in trees):
         where = f"in the replica or any version from {moment} on" if moment else "in the replica"
         raise ConfigError(f"--path {escape(rel)}: not found {where}")
     if moment is not None and not any(node.own for node in _nodes(trees, rel)):  # stops at the path
@@ -391,12 +445,16 @@ def _write(trees: list[_Tree], rel: str, goal: str, report: RestoreReport, say: 
                 elif node.meta.kind is Kind.LINK:
                     copy_link(folder_fd, name, node.meta, keep_owner=keep_owner)
                 else:
-                    origin = trees[node.origin].stack
-                    assert origin is not None  # a node comes from a tree that holds it
-                    source_fd = origin.fd(parent)
-                    report.bytes_copied += copy_file(
-                        source_fd, target.fd(parent), name, keep_owner=keep_owner
-                    )
+                    origin = trees[node.origin]
+                    if origin.remote is not None:
+                        report.bytes_copied += origin.remote.download(
+                            parent, name, target.fd(parent), keep_owner=keep_owner
+                        )
+                    else:
+                        assert origin.stack is not None  # a node comes from a tree that holds it
+                        report.bytes_copied += copy_file(
+                            origin.stack.fd(parent), target.fd(parent), name, keep_owner=keep_owner
+                        )
                     report.files += 1
             except (OSError, SourceChanged, SourceVanished) as error:
                 reason = describe(error) if isinstance(error, OSError) else str(error) or "vanished"

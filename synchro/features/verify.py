@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from ..endpoints.base import TEMP_PREFIX
 from ..endpoints.capabilities import FULL_POSIX, Capabilities
@@ -54,6 +54,7 @@ from ..pipeline.plan import PlanRules, same_time, time_window
 from ..pipeline.roots import check_roots, is_remote
 
 if TYPE_CHECKING:
+    from ..endpoints.sftp.replica import SftpReplica
     from ..pipeline.apply import Progress
 
 MAX_KEPT = 10_000
@@ -161,6 +162,67 @@ def _open_quietly(name: str, dir_fd: int) -> int:
     return os.open(name, READ_FLAGS, dir_fd=dir_fd)
 
 
+class _Side(Protocol):
+    """One side of the comparison: a local folder, or a replica on a server."""
+
+    def list(self, rel: str) -> Listing: ...
+
+    def root(self) -> Meta: ...
+
+    def digest(self, rel: str, name: str, read: Callable[[int], None]) -> bytes:
+        """BLAKE2b of file ``rel/name``; ``read`` is told each chunk's size."""
+        ...
+
+
+class _Local:
+    """A local folder, read through descriptors (never following a link)."""
+
+    def __init__(self, stack: DirStack, root_fd: int) -> None:
+        self.stack, self.root_fd = stack, root_fd
+
+    def list(self, rel: str) -> Listing:
+        return list_folder(self.stack.fd(rel))
+
+    def root(self) -> Meta:
+        return meta_of(os.fstat(self.root_fd))
+
+    def digest(self, rel: str, name: str, read: Callable[[int], None]) -> bytes:
+        import hashlib  # only a verification pays for it
+
+        fd = _open_quietly(name, self.stack.fd(rel))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "is no longer a regular file")
+            digest = hashlib.blake2b(digest_size=32)
+            while chunk := os.read(fd, CHUNK):
+                digest.update(chunk)
+                read(len(chunk))
+            return digest.digest()
+        finally:
+            os.close(fd)
+
+
+class _Remote:
+    """A replica on a server: listed from its folder listings, each file read back over SFTP."""
+
+    def __init__(self, replica: SftpReplica) -> None:
+        self.replica = replica
+
+    def list(self, rel: str) -> Listing:
+        return self.replica.list(rel)
+
+    def root(self) -> Meta:
+        meta = self.replica.lookup("")
+        if meta is None:
+            raise FileNotFoundError(errno.ENOENT, "the replica folder is gone", str(self.replica.location))
+        return meta
+
+    def digest(self, rel: str, name: str, read: Callable[[int], None]) -> bytes:
+        digest, size = self.replica.digest(rel, name)
+        read(size)
+        return digest
+
+
 @dataclass(frozen=True)
 class _Frame:
     """A folder being compared: both listings, and the names still to compare."""
@@ -195,23 +257,15 @@ class _Verifier:
         if self.progress is not None:
             self.progress.advance(entries, nbytes)
 
-    def digest(self, dir_fd: int, name: str, counted: bool) -> bytes:
+    def digest(self, side: _Side, rel: str, name: str, counted: bool) -> bytes:
         """BLAKE2b of file ``name``, read in chunks; ``counted``: the bytes drive the progress bar."""
-        import hashlib  # only a verification pays for it
 
-        fd = _open_quietly(name, dir_fd)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(errno.EINVAL, "is no longer a regular file")
-            digest = hashlib.blake2b(digest_size=32)
-            while chunk := os.read(fd, CHUNK):
-                digest.update(chunk)
-                self.report.bytes_read += len(chunk)
-                if counted:
-                    self.advance(0, len(chunk))
-            return digest.digest()
-        finally:
-            os.close(fd)
+        def read(size: int) -> None:
+            self.report.bytes_read += size
+            if counted:
+                self.advance(0, size)
+
+        return side.digest(rel, name, read)
 
     def metadata(self, path: str, s: Meta, r: Meta) -> None:
         problems = []
@@ -227,7 +281,7 @@ class _Verifier:
         if problems:
             self.found("metadata", _shown(path, s.kind), "; ".join(problems))
 
-    def file(self, src: DirStack, rep: DirStack, rel: str, name: str, s: Meta, r: Meta) -> None:
+    def file(self, src: _Side, rep: _Side, rel: str, name: str, s: Meta, r: Meta) -> None:
         path = _join(rel, name)
         shown = _shown(path, Kind.FILE)
         if s.size != r.size:
@@ -236,13 +290,13 @@ class _Verifier:
             return
         before = self.report.bytes_read
         try:
-            left = self.digest(src.fd(rel), name, counted=True)
+            left = self.digest(src, rel, name, counted=True)
         except OSError as error:
             self.advance(0, max(0, s.size - (self.report.bytes_read - before)))
             self.found("failed", shown, f"cannot read it in the source: {describe(error)}")
             return
         try:
-            right = self.digest(rep.fd(rel), name, counted=False)
+            right = self.digest(rep, rel, name, counted=False)
         except OSError as error:
             self.found("failed", shown, f"cannot read it in the replica: {describe(error)}")
             return
@@ -257,12 +311,12 @@ class _Verifier:
             return
         self.metadata(path, s, r)
 
-    def open_folder(self, src: DirStack, rep: DirStack, rel: str) -> _Frame | None:
+    def open_folder(self, src: _Side, rep: _Side, rel: str) -> _Frame | None:
         """List folder ``rel`` on both sides; None (and a FAILED line) if either cannot be read."""
         listings: list[Listing] = []
-        for side, stack in (("source", src), ("replica", rep)):
+        for side, tree in (("source", src), ("replica", rep)):
             try:
-                listings.append(list_folder(stack.fd(rel)))
+                listings.append(tree.list(rel))
             except OSError as error:
                 self.found(
                     "failed", _shown(rel, Kind.DIR), f"cannot read the {side} folder: {describe(error)}"
@@ -272,7 +326,7 @@ class _Verifier:
         names = set(src_list.entries) | set(rep_list.entries) | set(src_list.errors) | set(rep_list.errors)
         return _Frame(rel, src_list, rep_list, iter(sorted(names)))
 
-    def entry(self, src: DirStack, rep: DirStack, frame: _Frame, name: str) -> bool:
+    def entry(self, src: _Side, rep: _Side, frame: _Frame, name: str) -> bool:
         """Compare entry ``name`` of the frame's folder; True if it is a folder to descend into."""
         rel, src_list, rep_list = frame.rel, frame.src, frame.rep
         path = _join(rel, name)
@@ -309,7 +363,7 @@ class _Verifier:
             return  # an excluded entry the mirror keeps
         self.found("extra", _shown(path, r.kind))
 
-    def same(self, src: DirStack, rep: DirStack, rel: str, name: str, s: Meta, r: Meta) -> bool:
+    def same(self, src: _Side, rep: _Side, rel: str, name: str, s: Meta, r: Meta) -> bool:
         """Compare one entry present on both sides; True if it is a folder to descend into."""
         self.report.compared += 1
         path = _join(rel, name)
@@ -342,14 +396,14 @@ class _Verifier:
             self.advance(1, 0)
 
 
-def _totals(src: DirStack, rules: VerifyRules) -> tuple[int, int]:
+def _totals(src: _Side, rules: VerifyRules) -> tuple[int, int]:
     """(entries, bytes) of the source that a verification reads: the progress bar's totals."""
     entries = size = 0
     pending = [""]
     while pending:
         rel = pending.pop()
         try:
-            listing = list_folder(src.fd(rel))
+            listing = src.list(rel)
         except OSError:
             continue
         for name, meta in listing.entries.items():
@@ -370,36 +424,43 @@ def _totals(src: DirStack, rules: VerifyRules) -> tuple[int, int]:
 
 def verify_trees(
     source: str,
-    replica: str,
+    replica: str | SftpReplica,
     rules: VerifyRules,
     *,
     emit: Emit,
     progress: ProgressFactory | None = None,
 ) -> VerifyReport:
-    """Compare the resolved folders ``source`` and ``replica``; emit a line per difference.
+    """Compare the resolved folder ``source`` with ``replica``; emit a line per difference.
 
-    The first line says what is compared and the last is the ``SUMMARY``.
-    A folder that cannot be read is a ``FAILED`` line and the rest goes on.
+    ``replica`` is a resolved local folder, or a replica on a server, locked
+    and open. The first line says what is compared and the last is the
+    ``SUMMARY``. A folder that cannot be read is a ``FAILED`` line and the
+    rest goes on.
     """
     started = time.monotonic()
-    report = VerifyReport(source, replica)
-    emit(f"VERIFY source={escape(source)} replica={escape(replica)}")
-    src_fd = open_root(source)
-    try:
-        rep_fd = open_root(replica)
-    except BaseException:
-        os.close(src_fd)
-        raise
-    src, rep = DirStack(src_fd), DirStack(rep_fd)
+    shown = replica if isinstance(replica, str) else replica.url
+    report = VerifyReport(source, shown)
+    emit(f"VERIFY source={escape(source)} replica={escape(shown)}")
+    fds = [open_root(source)]
+    stacks = [DirStack(fds[0])]
     bar = None
     try:
-        holds = measure(rep_fd, as_root=rules.keep_owner)
+        src: _Side = _Local(stacks[0], fds[0])
+        rep: _Side
+        if isinstance(replica, str):
+            fds.append(open_root(replica))
+            stacks.append(DirStack(fds[1]))
+            rep = _Local(stacks[1], fds[1])
+            holds = measure(fds[1], as_root=rules.keep_owner)
+        else:
+            rep = _Remote(replica)
+            holds = replica.measure(as_root=rules.keep_owner)
         rules = replace(rules, keep_owner=rules.keep_owner and holds.owners, holds=holds)
         if progress is not None:
             bar = progress(*_totals(src, rules))
         verifier = _Verifier(report, rules, emit, bar)
         # The roots' own permissions and times are mirrored too.
-        verifier.metadata("", meta_of(os.fstat(src_fd)), meta_of(os.fstat(rep_fd)))
+        verifier.metadata("", src.root(), rep.root())
         # Depth first in name order, so that the lines come in tree order; one
         # frame (both listings) per level of depth is all that is held.
         root = verifier.open_folder(src, rep, "")
@@ -416,10 +477,10 @@ def verify_trees(
     finally:
         if bar is not None:
             bar.close()
-        src.close()
-        rep.close()
-        os.close(src_fd)
-        os.close(rep_fd)
+        for stack in stacks:
+            stack.close()
+        for fd in fds:
+            os.close(fd)
     report.seconds = time.monotonic() - started
     emit(report.summary())
     return report
@@ -462,7 +523,7 @@ def run_verify(
                 # A console that went away (``| head``) ends the output, not the verification.
                 stream = None
 
-    if is_remote(roots.replica):
+    if roots.replica.startswith("s3://"):
         from ..endpoints.s3.readback import verify_bucket  # only an s3:// pair needs boto3
 
         rules = rules_for(options, roots.logs_in_source)
@@ -472,7 +533,28 @@ def run_verify(
         return verify_bucket(
             roots.source, roots.replica, replace(rules, holds=holds), profile=options.s3_profile, emit=emit
         )
+    rules = rules_for(options, roots.logs_in_source)
+    if is_remote(roots.replica):
+        return _verify_remote(roots.source, roots.replica, options, rules, emit, factory)
     with ReplicaLock(roots.replica):
-        return verify_trees(
-            roots.source, roots.replica, rules_for(options, roots.logs_in_source), emit=emit, progress=factory
-        )
+        return verify_trees(roots.source, roots.replica, rules, emit=emit, progress=factory)
+
+
+def _verify_remote(
+    source: str,
+    url: str,
+    options: MirrorOptions,
+    rules: VerifyRules,
+    emit: Emit,
+    progress: ProgressFactory | None,
+) -> VerifyReport:
+    """Verify a replica on a server, under its run lock there (times compared at the step it keeps)."""
+    from ..endpoints.sftp.replica import SftpReplica  # only a remote pair loads asyncssh
+
+    replica = SftpReplica(url, timeout=options.timeout)
+    with replica.lock():
+        replica.open()
+        try:
+            return verify_trees(source, replica, rules, emit=emit, progress=progress)
+        finally:
+            replica.close()

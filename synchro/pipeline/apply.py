@@ -164,9 +164,14 @@ def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
                 if action.op is Op.COPY and background.takes(action):
                     background.submit(action)  # counted once it is reported
                     continue
+                if background.actions and action.op in IN_FLIGHT:
+                    background.submit_action(action)  # counted once it is reported
+                    continue
                 if action.op is Op.DIRMETA:
                     # A folder's times and mode come after every copy into it.
                     background.drain()
+                elif background.actions:
+                    background.settle(action.path)
             _carry_out(action, ctx)
             if progress is not None:
                 _counted(action, ctx)
@@ -220,6 +225,12 @@ class _Written:
             self.told = now
 
 
+# What goes in flight besides copies where the replica asks for it
+# (Concurrency.actions_in_flight): one replica call each, done again in the
+# foreground if it fails, as a copy is.
+IN_FLIGHT = frozenset({Op.DELETE, Op.CLEANUP, Op.RMDIR, Op.DIRMETA})
+
+
 def _background_allowed(ctx: ApplyContext) -> bool:
     # Test hooks and version keeping want each action done in order, in full.
     return (
@@ -252,9 +263,12 @@ class _Background:
         concurrency = ctx.rep.concurrency
         self.threads = concurrency.copies_in_flight
         self.min_size = concurrency.in_flight_min_size
+        self.actions = concurrency.actions_in_flight
         self.jobs: list[Job[_Copy]] = []  # every job submitted, in order
         self._next = 0  # jobs before this index are reported
         self._pool: CopyPool[_Copy] | None = None
+        # With actions in flight: the index in jobs of the last job of each path.
+        self._last: dict[str, int] = {}
 
     def takes(self, action: Action) -> bool:
         return (
@@ -265,12 +279,6 @@ class _Background:
         )
 
     def submit(self, action: Action) -> None:
-        # Imported here: only a run with copies in flight needs threads (and
-        # a run without them may share its work with a forked helper process).
-        from ..endpoints.local.pool import CopyPool, Job
-
-        if self._pool is None:
-            self._pool = CopyPool(_Copy.run, self.threads, discard=_Copy.discard)
         written = _Written()
         told = None if self.ctx.progress is None else _chunks_told(action, self.ctx, written)
         try:
@@ -278,10 +286,50 @@ class _Background:
         except OSError:
             _carry_out(action, self.ctx)  # reported there
             return
-        job = Job(_Copy(action, copy, written))
+        self._start(action, copy, written)
+
+    def submit_action(self, action: Action) -> None:
+        """A removal or a folder's metadata, in flight (see :data:`IN_FLIGHT`)."""
+        self._start(action, _Call(action, self.ctx), _Written())
+
+    def _start(self, action: Action, work: CopyJob, written: _Written) -> None:
+        # Imported here: only a run with copies in flight needs threads (and
+        # a run without them may share its work with a forked helper process).
+        from ..endpoints.local.pool import CopyPool, Job
+
+        if self._pool is None:
+            self._pool = CopyPool(_Copy.run, self.threads, discard=_Copy.discard)
+        after = None
+        if self.actions:
+            after = self._before(action)
+            self._last[action.path] = len(self.jobs)
+        job = Job(_Copy(action, work, written, after))
         self.jobs.append(job)
         self._pool.submit(job)
         if len(self.jobs) - self._next > 2 * self.threads:
+            self._finish_next()
+
+    def _before(self, action: Action) -> list[Job[_Copy]]:
+        """The jobs in flight that ``action`` must wait for: on its path and, for a
+        folder's removal or metadata, anywhere below it."""
+        jobs = self.jobs
+        if action.op in (Op.RMDIR, Op.DIRMETA):
+            prefix = f"{action.path}/" if action.path else ""
+            return [
+                job
+                for job in jobs[self._next :]
+                if not job.done.is_set()
+                and (job.item.action.path == action.path or job.item.action.path.startswith(prefix))
+            ]
+        index = self._last.get(action.path)
+        if index is None or index < self._next or jobs[index].done.is_set():
+            return []
+        return [jobs[index]]
+
+    def settle(self, path: str) -> None:
+        """Before an action in the foreground: what is in flight on ``path`` is done and reported."""
+        index = self._last.get(path)
+        while index is not None and self._next <= index:
             self._finish_next()
 
     def count_running(self) -> None:
@@ -289,8 +337,9 @@ class _Background:
         progress = self.ctx.progress
         assert progress is not None
         for job in self.jobs[self._next :]:
-            assert job.item.action.src is not None
-            job.item.written.tell(progress, job.item.action.src.size)
+            if job.item.action.op is Op.COPY:
+                assert job.item.action.src is not None
+                job.item.written.tell(progress, job.item.action.src.size)
 
     def _finish_next(self) -> None:
         job = self.jobs[self._next]
@@ -307,7 +356,9 @@ class _Background:
         action, error = job.item.action, job.error
         # What the bar was told of this copy; a copy done again below goes on from there.
         self.ctx.counted = job.item.written.told
-        if error is None:
+        if error is None and action.op is not Op.COPY:
+            _done(action, self.ctx)
+        elif error is None:
             self.ctx.report.bytes_copied += job.result
             _changed(self.ctx, action)
         elif isinstance(error, SourceVanished):
@@ -346,20 +397,49 @@ class _Background:
 
 
 class _Copy:
-    """One action's copy in flight, and what it has written so far."""
+    """One action in flight (a copy, and what it has written so far; or, with
+    actions in flight, a removal or a folder's metadata)."""
 
-    __slots__ = ("action", "job", "written")
+    __slots__ = ("action", "after", "job", "written")
 
-    def __init__(self, action: Action, job: CopyJob, written: _Written) -> None:
+    def __init__(
+        self, action: Action, job: CopyJob, written: _Written, after: list[Job[_Copy]] | None = None
+    ) -> None:
         self.action = action
         self.job = job
         self.written = written
+        self.after = after  # jobs to wait for first: earlier work on the same path or below
 
     def run(self) -> int:
+        for earlier in self.after or ():
+            earlier.done.wait()
         return self.job.run()
 
     def discard(self) -> None:
         self.job.discard()
+
+
+class _Call:
+    """A removal or a folder's metadata as a job (a :class:`CopyJob` of no bytes)."""
+
+    __slots__ = ("action", "ctx")
+
+    def __init__(self, action: Action, ctx: ApplyContext) -> None:
+        self.action, self.ctx = action, ctx
+
+    def run(self) -> int:
+        action, rep = self.action, self.ctx.rep
+        if action.op is Op.DIRMETA:
+            assert action.src is not None
+            rep.set_folder_meta(action.path, action.src)
+        elif action.op is Op.RMDIR:
+            rep.remove_folder(action.dir, action.name)
+        else:
+            rep.remove(action.dir, action.name)
+        return 0
+
+    def discard(self) -> None:
+        pass
 
 
 def _carry_out(action: Action, ctx: ApplyContext, *, retry: bool = True) -> None:
@@ -447,12 +527,27 @@ def _untouched(ctx: ApplyContext, action: Action) -> None:
         ctx.emit(f"UNTOUCHED {escape(action.path)}")
 
 
+def _done(action: Action, ctx: ApplyContext) -> None:
+    """Report a removal (DELETE, RMDIR, CLEANUP) or a folder's metadata (DIRMETA), carried out."""
+    if action.op is Op.DIRMETA:
+        assert action.src is not None
+        if action.rep is not None and (
+            (ctx.keep_mode and action.rep.mode != action.src.mode)
+            or (ctx.keep_owner and (action.rep.uid, action.rep.gid) != (action.src.uid, action.src.gid))
+        ):
+            ctx.report.overwritten.append(display(action))
+            ctx.emit(f"OVERWRITTEN {display(action)} (attributes)")
+    elif action.op is not Op.CLEANUP and not action.replaces:
+        path = display(action)
+        ctx.report.deleted.append(path)
+        ctx.emit(f"DELETED {path}")
+
+
 def _apply(action: Action, ctx: ApplyContext) -> None:
     op = action.op
     if op is Op.COPY:  # first: most actions of a run are copies
         _copy_unless_same(action, ctx)
         return
-    report = ctx.report
     if op is Op.SKIP:
         _skipped(ctx, action, action.reason)
         return
@@ -472,10 +567,7 @@ def _apply(action: Action, ctx: ApplyContext) -> None:
                     ctx.rep.remove(action.dir, action.name)
             except FileNotFoundError:
                 pass  # already gone: the goal is reached
-        if op is not Op.CLEANUP and not action.replaces:
-            path = display(action)
-            report.deleted.append(path)
-            ctx.emit(f"DELETED {path}")
+        _done(action, ctx)
         return
     if op is Op.MKDIR:
         # Opened first (the copies into it need it anyway): a source folder
@@ -487,15 +579,9 @@ def _apply(action: Action, ctx: ApplyContext) -> None:
         return
     if op is Op.DIRMETA:
         assert action.src is not None
-        attrs = action.rep is not None and (
-            (ctx.keep_mode and action.rep.mode != action.src.mode)
-            or (ctx.keep_owner and (action.rep.uid, action.rep.gid) != (action.src.uid, action.src.gid))
-        )
         if not ctx.dry_run:
             ctx.rep.set_folder_meta(action.path, action.src)
-        if attrs:
-            ctx.report.overwritten.append(display(action))
-            ctx.emit(f"OVERWRITTEN {display(action)} (attributes)")
+        _done(action, ctx)
         return
     assert action.src is not None
     if op is Op.LINK:

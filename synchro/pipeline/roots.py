@@ -51,6 +51,8 @@ class Place(NamedTuple):
 
 def place(path: str) -> Place:
     """The :class:`Place` of the resolved ``path``."""
+    if is_remote(path):
+        return Place(path, False, ())  # on another machine: known by its URL only
     chain: list[tuple[str, FolderId]] = []
     current = path
     while True:
@@ -81,6 +83,11 @@ def where_in(inner: Place, outer: Place) -> str | None:
     """
     if inner.path == outer.path:
         return ""
+    if is_remote(inner.path) or is_remote(outer.path):
+        # A replica on another machine is compared by its URL: under another
+        # URL of the same server, or nowhere on this machine.
+        prefix = outer.path.rstrip("/") + "/"
+        return inner.path[len(prefix) :] if inner.path.startswith(prefix) else None
     if os.path.commonpath([inner.path, outer.path]) == outer.path:
         return os.path.relpath(inner.path, outer.path)
     if not outer.exists:
@@ -112,7 +119,7 @@ def _show(path: str | os.PathLike[str]) -> str:
 # A replica given as a URL of these schemes is not on this machine's file
 # system: it is never resolved as a local path (nor created as a local
 # folder named after the URL); its endpoint checks it when the run starts.
-REMOTE_SCHEMES = ("s3://",)
+REMOTE_SCHEMES = ("sftp://", "s3://")
 
 
 def is_remote(path: str | os.PathLike[str]) -> bool:
@@ -228,6 +235,15 @@ def check_versions(versions: str | os.PathLike[str], source: Place, replica: Pla
 def _check_remote(
     src_path: str, url: str, logs: str | os.PathLike[str] | None, versions: str | os.PathLike[str] | None
 ) -> Roots:
+    """The checks of a pair whose replica is a URL: by its scheme."""
+    if url.startswith("s3://"):
+        return _check_s3(src_path, url, logs, versions)
+    return _check_sftp(src_path, url, logs, versions)
+
+
+def _check_s3(
+    src_path: str, url: str, logs: str | os.PathLike[str] | None, versions: str | os.PathLike[str] | None
+) -> Roots:
     """The checks of a pair whose replica is a URL; the server is asked when the run starts.
 
     An s3:// prefix always exists (a new one is empty): nothing is created.
@@ -237,7 +253,7 @@ def _check_remote(
     location = parse_s3_url(url)  # ConfigError: malformed
     kept = None
     if versions is not None:
-        if not is_remote(versions):
+        if not os.fspath(versions).startswith("s3://"):
             raise ConfigError(
                 f"versions: the old versions of an s3:// replica are kept in the store: "
                 f"give an s3:// URL (such as s3://{location.bucket}/{location.prefix}-versions)"
@@ -258,3 +274,61 @@ def _check_remote(
         if logs_in_source == "":
             raise ConfigError(f"the log folder is the source folder: {_show(src_path)}")
     return Roots(src_path, str(location), True, logs_in_source, kept)
+
+
+def _check_sftp(
+    src: str, url: str, logs: str | os.PathLike[str] | None, versions: str | os.PathLike[str] | None
+) -> Roots:
+    """The checks of a pair whose replica is on another machine; the server is asked later.
+
+    Whether the replica folder exists is known once the server is reached
+    (:meth:`~synchro.endpoints.sftp.replica.SftpReplica.reach`): it is taken
+    to exist here, so that nothing is created on this machine.
+    """
+    from ..endpoints.sftp.connect import parse_sftp_url  # only a remote pair loads asyncssh
+
+    location = parse_sftp_url(url)  # ConfigError: malformed
+    kept = None
+    if versions is not None:
+        kept = _remote_versions(location.path, url, os.fspath(versions))
+    logs_in_source = None
+    if logs is not None:
+        logs_in_source = where_in(place(resolve(logs)), place(src))
+        if logs_in_source == "":
+            raise ConfigError(f"the log folder is the source folder: {_show(src)}")
+    return Roots(src, url, True, logs_in_source, kept)
+
+
+def _under(child: str, parent: str) -> bool:
+    """Whether server path ``child`` lies strictly under ``parent`` (both absolute, normalized)."""
+    return child != parent and child.startswith(parent.rstrip("/") + "/")
+
+
+def _remote_versions(replica: str, url: str, versions: str) -> str:
+    """The versions folder of a replica on a server: a path on the same server.
+
+    Given as an absolute path (taken on the server) or as an ``sftp://`` URL
+    of the same server; old versions are moved there, never across machines.
+    """
+    from ..endpoints.sftp.connect import parse_sftp_url
+
+    if os.fspath(versions).startswith("sftp://"):
+        theirs, ours = parse_sftp_url(versions), parse_sftp_url(url)
+        if (theirs.host, theirs.user, theirs.port) != (ours.host, ours.user, ours.port):
+            raise ConfigError(
+                f"versions {_show(versions)} is not on the replica's server ({_show(url)}); "
+                "old versions are kept on the same server"
+            )
+        kept = theirs.path
+    elif os.path.isabs(versions):
+        kept = os.path.normpath(versions)
+    else:
+        raise ConfigError(
+            f"versions {_show(versions)}: for a replica on a server, give an absolute path on that server"
+        )
+    if kept == replica or _under(kept, replica) or _under(replica, kept):
+        relation = "is" if kept == replica else ("is inside" if _under(kept, replica) else "contains")
+        raise ConfigError(
+            f"versions folder {_show(kept)} {relation} the replica {_show(url)}; give a folder outside it"
+        )
+    return kept
