@@ -403,7 +403,7 @@ def carry_out(action, ctx, **kwargs):
             os.write(tell, f"{os.getpid()}\n".encode())
             os.read(never, 1)
 synchro.pipeline.apply._carry_out = carry_out
-from synchro.cli import main
+from synchro.faces.cli import main
 sys.exit(main(sys.argv[1:]))
 """.replace("TESTS", repr(str(Path(__file__).parent))).replace("KILLED_AFTER", str(KILLED_AFTER))
 
