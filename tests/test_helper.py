@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -556,18 +555,28 @@ def test_the_given_sub_trees_and_the_rest_make_the_whole_plan(pair: Pair) -> Non
 SLOW_SIZE = 77_777
 
 # The command, with the helper stopping in the middle of its first copy of a
-# SLOW_SIZE file (a temporary exists then) until a signal stops it.
+# SLOW_SIZE file (a temporary exists then) until a signal stops it. It says
+# READY once the command, done with its own part, waits for it: the signal
+# finds both at a known point.
 CHILD = r"""
 import os, sys
 sys.path.insert(0, TESTS)
 from holds import hold_shared_runs
 import synchro.endpoints.local.filecopy
+from synchro.pipeline.helper import Helper
 hold_shared_runs(setattr)  # the helper keeps what it is given, and begins it
 main_pid = os.getpid()
 never, kept_open = os.pipe()  # nothing is ever written: a read blocks until a signal
+waiting_r, waiting_w = os.pipe()  # a byte when the command has done its own part
+real_steal = Helper.steal
+def steal(self):
+    os.write(waiting_w, b".")
+    return real_steal(self)
+Helper.steal = steal
 real = synchro.endpoints.local.filecopy._copy_data
 def slow(src, dst, *args, **kwargs):
     if os.getpid() != main_pid and os.fstat(src).st_size == SIZE:
+        os.read(waiting_r, 1)
         print(f"READY {os.getpid()} {os.readlink(f'/proc/self/fd/{dst}')}", flush=True)
         os.read(never, 1)
     return real(src, dst, *args, **kwargs)
@@ -608,11 +617,17 @@ def gone(pid: int) -> bool:
     return stat.rpartition(") ")[2].startswith("Z")  # a zombie waiting for init
 
 
-def wait_gone(pid: int, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not gone(pid):
-        assert time.monotonic() < deadline, f"the helper {pid} is still running"
-        time.sleep(0.02)
+def wait_gone(pid: int) -> None:
+    """Wait until process ``pid`` (not a child of this one) has ended."""
+    try:
+        ended = os.pidfd_open(pid)  # readable once the process has ended
+    except ProcessLookupError:
+        return
+    try:
+        # The timeout only keeps a broken run from hanging the suite.
+        assert select.select([ended], [], [], 120)[0], f"the helper {pid} is still running"
+    finally:
+        os.close(ended)
 
 
 def temporaries(root: Path) -> list[bytes]:
@@ -639,6 +654,15 @@ def test_stopping_a_shared_run_stops_the_helper_cleanly(pair: Pair, how: str) ->
     if how in expected:
         assert (child.returncode, err) == expected[how]
         assert temporaries(pair.rep) == []
+        # Every entry made by either process has its line, the helper's
+        # folder made before it was stopped included.
+        made = {
+            os.fsdecode(path) + ("/" if entry.kind == "dir" else "")
+            for path, entry in snapshot(pair.rep, content=False).items()
+            if path != b"."
+        }
+        added = {m.removeprefix("ADDED ") for m in log_messages(pair.logs) if m.startswith("ADDED ")}
+        assert made == added and any(path.endswith("/") for path in made)
     # After kill -9 the command itself may leave one temporary: the next run removes it.
     report = synchro.mirror(pair.src, pair.rep, logpath=pair.logs)
     assert report.exit_code == ExitCode.OK
@@ -681,13 +705,14 @@ def test_the_helper_asks_for_sigterm_when_its_parent_dies(way: str, monkeypatch:
     _, status = os.waitpid(parent, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     got = b""
-    deadline = time.monotonic() + 20
-    while not got.endswith(b"SIGTERM") and time.monotonic() < deadline:
-        if select.select([out_r], [], [], 0.5)[0]:
-            chunk = os.read(out_r, 100)
-            if not chunk:
-                break
-            got += chunk
+    # Until the helper says it got the signal, or ends without a word (then
+    # every end of out_w is closed). The timeout only keeps a broken run
+    # from hanging the suite.
+    while not got.endswith(b"SIGTERM") and select.select([out_r], [], [], 120)[0]:
+        chunk = os.read(out_r, 100)
+        if not chunk:
+            break
+        got += chunk
     pid = int(got.split()[0])
     if not got.endswith(b"SIGTERM"):
         os.kill(pid, signal.SIGKILL)

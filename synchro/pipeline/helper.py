@@ -872,6 +872,7 @@ class _Outcomes:
         self.begun = 0  # actions begun so far (see Helper.unsettled)
         self.settled = 0  # actions begun whose outcome was sent
         self._orphan: DailyLog | None = None
+        self._torn = False
 
     def _fresh(self) -> Report:
         return Report(self._like.source, self._like.replica, dry_run=self._like.dry_run)
@@ -883,14 +884,19 @@ class _Outcomes:
         """Send what was done since the last sending, the actions begun since
         then now settled; returns the report for what comes next."""
         lines, part, settled = self.lines, self.report, self.begun - self.settled
-        if last and not lines and not part.untouched_count and not settled:
-            return part  # nothing to tell
+        if self._torn or (last and not lines and not part.untouched_count and not settled):
+            return part  # nothing to tell, or no way left to tell it
         self.lines, self.report, self.settled = [], self._fresh(), self.begun
         if self._orphan is None:
             try:
                 _put(self._fd, (_OUTCOME, (lines, part, settled)))
             except BrokenPipeError:
                 self._orphan = self._log.sibling()
+            except BaseException:
+                # Stopped halfway through the message (a signal): anything
+                # sent after it would be read as its missing end.
+                self._torn = True
+                raise
             else:
                 return self.report
         # The parent is gone (killed): the lines go to the log from here.
