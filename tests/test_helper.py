@@ -663,6 +663,11 @@ def test_stopping_a_shared_run_stops_the_helper_cleanly(pair: Pair, how: str) ->
         }
         added = {m.removeprefix("ADDED ") for m in log_messages(pair.logs) if m.startswith("ADDED ")}
         assert made == added and any(path.endswith("/") for path in made)
+    else:
+        # The command's lines in memory died with it; the helper, stopped by
+        # the kernel's signal, writes its own: the folder it made.
+        folder = temporary.parent.name
+        assert f"ADDED {folder}/" in log_messages(pair.logs)
     # After kill -9 the command itself may leave one temporary: the next run removes it.
     report = synchro.mirror(pair.src, pair.rep, logpath=pair.logs)
     assert report.exit_code == ExitCode.OK

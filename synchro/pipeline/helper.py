@@ -35,7 +35,8 @@ may have made changes whose outcome it had not sent yet: at most the slice
 it was applying. Before each slice it notes in memory shared with this
 process how many actions it has begun, and where; this process compares
 that with the outcomes it received and says in a ``WARNING`` how many
-changes may have no line, and the run exits 1 (:attr:`Report.unlogged`).
+changes may have no line, and the run exits 1
+(:attr:`~synchro.pipeline.report.Report.unlogged`).
 """
 
 from __future__ import annotations
