@@ -418,13 +418,18 @@ def test_the_command_says_when_a_killed_helper_took_lines_with_it(pair: Pair) ->
         pass_fds=(told_w,),
     )
     os.close(told_w)
-    with os.fdopen(told_r) as told:
-        helper = told.readline()  # "" if the command ended without reaching the hold
-    if not helper:
-        pytest.fail(f"the helper never reached its hold: {child.communicate(timeout=60)}")
+    try:
+        with os.fdopen(told_r) as told:
+            helper = told.readline()  # "" if the command ended without reaching the hold
+        if not helper:
+            pytest.fail(f"the helper never reached its hold: {child.communicate(timeout=60)}")
 
-    os.kill(int(helper), signal.SIGKILL)
-    out, err = child.communicate(timeout=60)
+        os.kill(int(helper), signal.SIGKILL)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:  # a broken run: not left behind, holding its pipes
+            child.kill()
+            child.communicate()
 
     assert child.returncode == 1, err
     assert err == ""
