@@ -92,7 +92,9 @@ def test_sigterm_during_large_copies_leaves_only_whole_logged_files(tmp_path: Pa
     _, err = child.communicate(timeout=60)
     code = child.returncode
 
-    assert (code, err) == (ExitCode.TERMINATED, "synchro: terminated\n")
+    # Quiet: what needs a person (START, INTERRUPTED, SUMMARY) on standard error, then the one-line message.
+    assert code == ExitCode.TERMINATED and err.endswith("synchro: terminated\n"), err
+    assert " INTERRUPTED the run was stopped by SIGTERM;" in err
     names = sorted(os.listdir(rep))
     assert not [name for name in names if name.startswith(".synchro-tmp-")]
     for name in names:
