@@ -341,19 +341,19 @@ def test_a_full_replica_disk_fails_the_file_keeps_its_old_version_and_converges_
     # "later" is in, or "later" could find the disk full too (whichever
     # order the folder lists them in).
     later_in = threading.Event()
-    real_changed, real_copy = synchro.pipeline.apply._changed, synchro.pipeline.apply._Background._copy
+    real_changed, real_run = synchro.pipeline.apply._changed, synchro.pipeline.apply._Copy.run
 
     def changed(ctx: Any, action: Any, note: str = "") -> None:
         real_changed(ctx, action, note)
         if action.path == "later":
             later_in.set()
 
-    def copy(self: Any, job: Any) -> int:
+    def run(self: Any) -> int:  # a copy in a thread of the pool
         later_in.wait(60)  # the timeout only keeps a broken run from hanging the suite
-        return real_copy(self, job)
+        return real_run(self)
 
     monkeypatch.setattr(synchro.pipeline.apply, "_changed", changed)
-    monkeypatch.setattr(synchro.pipeline.apply._Background, "_copy", copy)
+    monkeypatch.setattr(synchro.pipeline.apply._Copy, "run", run)
 
     report = pair.mirror()
 
