@@ -42,7 +42,6 @@ changes may have no line, and the run exits 1
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import select
 import signal
@@ -348,6 +347,7 @@ class Helper:
     # --- plumbing
 
     def _start(self) -> bool:
+        import fcntl  # POSIX only, as fork is: not imported where the helper cannot run (Windows)
         import mmap  # only a run that forks a helper needs it
 
         commands_r, commands_w = os.pipe()
