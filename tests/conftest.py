@@ -188,6 +188,16 @@ def no_hang() -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Shared runs divide their work the same way every time (see tests/holds.py)."""
+    from holds import hold_shared_runs
+
+    close = hold_shared_runs(monkeypatch.setattr)
+    yield
+    close()
+
+
 def synchro_command() -> list[str]:
     return [sys.executable, "-m", "synchro"]
 

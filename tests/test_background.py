@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from conftest import start_python
 from treeutil import assert_mirror, assert_rsync_clean
 
 from synchro import ExitCode, mirror
@@ -50,29 +48,53 @@ def test_large_files_are_mirrored_exactly_and_logged(tmp_path: Path) -> None:
     assert_rsync_clean(src, rep)
 
 
-def test_sigterm_during_large_copies_leaves_only_whole_logged_files(tmp_path: Path) -> None:
+# The command, with the first large copy (in a thread of the pool) held
+# until the run is stopping: the test knows a copy is under way, and the
+# run cannot end before the signal has reached it.
+HELD_COPY = r"""
+import itertools, os, sys, threading
+import synchro.endpoints.local.filecopy as filecopy
+import synchro.pipeline.apply as apply
+ready = int(sys.argv.pop(1))
+release_r, release_w = os.pipe()
+first = itertools.count()
+real_copy, real_close = filecopy._copy_data, apply._Background.close
+def copy_data(src, dst, *args, **kwargs):
+    if threading.current_thread() is not threading.main_thread() and next(first) == 0:
+        os.write(ready, b".")  # its temporary is open in the replica
+        os.read(release_r, 1)
+    return real_copy(src, dst, *args, **kwargs)
+def close(self):
+    os.write(release_w, b".")  # the run is stopping: the copy may end
+    real_close(self)
+filecopy._copy_data = copy_data
+apply._Background.close = close
+from synchro.faces.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_large_copies_leaves_only_whole_logged_files(tmp_path: Path, no_hang: None) -> None:
     src, rep, logs = tmp_path / "src", tmp_path / "rep", tmp_path / "logs"
     for index in range(8):
         make_big(src / f"big{index}", index)
     rep.mkdir()
     logs.mkdir()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "synchro", str(src), str(rep), "24", str(logs), "--once", "-q"],
-        stderr=subprocess.PIPE,
+    ready_r, ready_w = os.pipe()
+    child = start_python(
+        HELD_COPY, *map(str, (ready_w, src, rep, "24", logs, "--once", "-q")), pass_fds=(ready_w,)
     )
-    # Stop it as soon as a copy is under way (or once it is done: the
-    # promises below hold either way).
-    deadline = time.monotonic() + 30
-    while child.poll() is None and time.monotonic() < deadline:
-        if any(name.startswith(".synchro-tmp-") for name in os.listdir(rep)):
-            break
-        time.sleep(0.001)
-    child.send_signal(signal.SIGTERM)
-    code = child.wait(timeout=60)
-    assert child.stderr is not None
-    child.stderr.close()
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b".", child.communicate(timeout=60)
+    os.close(ready_r)
 
-    assert code in (ExitCode.TERMINATED, ExitCode.OK)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    code = child.returncode
+
+    # Quiet: what needs a person (START, INTERRUPTED, SUMMARY) on standard error, then the one-line message.
+    assert code == ExitCode.TERMINATED and err.endswith("synchro: terminated\n"), err
+    assert " INTERRUPTED the run was stopped by SIGTERM;" in err
     names = sorted(os.listdir(rep))
     assert not [name for name in names if name.startswith(".synchro-tmp-")]
     for name in names:

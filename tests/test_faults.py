@@ -19,6 +19,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from treeutil import (
 )
 
 import synchro
+import synchro.pipeline.apply
 import synchro.pipeline.engine
 import synchro.pipeline.log
 from synchro import Hooks
@@ -327,7 +329,7 @@ def resize(path: Path, size: str) -> None:
 
 
 def test_a_full_replica_disk_fails_the_file_keeps_its_old_version_and_converges_later(
-    pair: Pair, small_fs: Callable[[Path, str], None]
+    pair: Pair, small_fs: Callable[[Path, str], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small_fs(pair.rep, "2m")
     build(pair.src, {"small": "s" * 1000, "doc": "old version"}, mtime_ns=BASE_NS)
@@ -335,6 +337,23 @@ def test_a_full_replica_disk_fails_the_file_keeps_its_old_version_and_converges_
     write(pair.src / "doc", os.urandom(3 * MiB), BASE_NS + 1)  # does not fit
     write(pair.src / "later", "fits", BASE_NS)
     start = len(log_messages(pair.logs))
+    # The large copy runs in a thread beside the small one: it waits until
+    # "later" is in, or "later" could find the disk full too (whichever
+    # order the folder lists them in).
+    later_in = threading.Event()
+    real_changed, real_run = synchro.pipeline.apply._changed, synchro.pipeline.apply._Copy.run
+
+    def changed(ctx: Any, action: Any, note: str = "") -> None:
+        real_changed(ctx, action, note)
+        if action.path == "later":
+            later_in.set()
+
+    def run(self: Any) -> int:  # a copy in a thread of the pool
+        later_in.wait(60)  # the timeout only keeps a broken run from hanging the suite
+        return real_run(self)
+
+    monkeypatch.setattr(synchro.pipeline.apply, "_changed", changed)
+    monkeypatch.setattr(synchro.pipeline.apply._Copy, "run", run)
 
     report = pair.mirror()
 

@@ -7,18 +7,19 @@
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Pair, child_env, requires_rsync, start_python
+from holds import hold_shared_runs
 from treeutil import (
     BASE_NS,
     Link,
@@ -26,12 +27,15 @@ from treeutil import (
     build,
     entries,
     log_messages,
+    normal,
     snapshot,
+    strip_stamp,
     write,
 )
 
 import synchro
 import synchro.endpoints.local.filecopy
+import synchro.pipeline.apply
 import synchro.pipeline.engine
 import synchro.pipeline.helper
 from synchro.endpoints.local.fds import open_root
@@ -140,12 +144,14 @@ def test_a_shared_run_does_exactly_what_one_process_does(
 
 @requires_rsync
 def test_this_process_takes_back_what_the_helper_has_not_started(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gives: list[str], no_hang: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: None, gives: list[str], no_hang: None
 ) -> None:
     shared, single = twin_pairs(tmp_path)
-    # The helper stops in its first copy until this process, done with its
-    # own part, has asked to take a sub-tree back: it sees the request when
-    # that sub-tree is done, so the others surely come back.
+    # The helper keeps every sub-tree given (at least two: it may hold two
+    # at once), and has begun its first when this process asks for one
+    # back (the holds). It stops in its first copy until this process, done
+    # with its own part, has asked: it sees the request when that sub-tree
+    # is done, so the others surely come back.
     ready_r, ready_w = os.pipe()
     main = os.getpid()
     real_copy, real_send, real_steal = synchro.endpoints.local.filecopy._copy_data, Helper._send, Helper.steal
@@ -194,7 +200,10 @@ def test_at_the_end_of_its_walk_this_process_plans_what_the_helper_has_not_start
     shared, single = twin_pairs(tmp_path)
     # The helper stops in the first sub-tree it plans until this process,
     # at the end of its walk, has taken back all it could: the sub-tree
-    # queued behind that first one surely comes back.
+    # queued behind that first one (it may hold two at once) surely comes
+    # back. This process takes nothing back before the helper has taken its
+    # first sub-tree (the hold), so that one is surely the helper's.
+    unhold = hold_shared_runs(monkeypatch.setattr, keep="first")
     release_r, release_w = os.pipe()
     main = os.getpid()
     real_run, real_take_back = Walk.run, Helper.take_back
@@ -225,10 +234,11 @@ def test_at_the_end_of_its_walk_this_process_plans_what_the_helper_has_not_start
         taken.clear()
         one = run(shared, "2", monkeypatch)
         other = run(single, "1", monkeypatch)
-        assert taken and set(taken) <= set(gives), (taken, gives)
+        assert taken and set(taken) < set(gives), (taken, gives)
         assert_same_outcome(shared, single, one, other)
     os.close(release_r)
     os.close(release_w)
+    unhold()
 
 
 def test_the_deletion_guard_counts_the_helpers_deletions(
@@ -266,33 +276,166 @@ def test_a_helper_that_dies_leaves_its_part_to_this_process(
     assert report.exit_code == ExitCode.OK, report.failed
     assert_rsync_clean(pair.src, pair.rep)
     messages = log_messages(pair.logs)
-    assert any(m.startswith("WARNING the helper process stopped") for m in messages)
+    # Whether it was gone before the first sub-tree was given or after.
+    assert sum(m.startswith("WARNING the helper process stopped") for m in messages) == 1
     added = [m for m in entries(messages) if m.startswith("ADDED ")]
     assert len(added) == len(set(added)) == report.counts["added"]
 
 
 @requires_rsync
 def test_a_helper_that_fails_while_applying_leaves_its_part_to_this_process(
-    pair: Pair, monkeypatch: pytest.MonkeyPatch, gives: list[str]
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, held: None, gives: list[str]
 ) -> None:
     build(pair.src, first_tree(), mtime_ns=BASE_NS)
+    main = os.getpid()
+    real = synchro.pipeline.apply._carry_out
+    carried = [0]
 
-    def failing(*args: object) -> object:
-        def apply_part(*args: object) -> tuple[synchro.Report, str]:
-            raise RuntimeError("the helper broke")
+    def carry_out(action: Action, ctx: Any, **kwargs: Any) -> None:
+        if os.getpid() != main:
+            carried[0] += 1  # in the helper
+            if carried[0] == 5:
+                raise RuntimeError("the helper broke")
+        real(action, ctx, **kwargs)
 
-        return apply_part
-
-    monkeypatch.setattr(synchro.pipeline.engine, "_helper_apply", failing)
+    monkeypatch.setattr(synchro.pipeline.apply, "_carry_out", carry_out)
 
     report = run(pair, "2", monkeypatch)
 
     assert gives
+    # Four changes made, each with its line: nothing is missing from the log.
     assert report.exit_code == ExitCode.OK, report.failed
+    assert report.unlogged == 0
     assert_rsync_clean(pair.src, pair.rep)
-    warnings = [m for m in log_messages(pair.logs) if m.startswith("WARNING ")]
+    messages = log_messages(pair.logs)
+    warnings = [m for m in messages if m.startswith("WARNING ")]
     assert len(warnings) == 1 and "RuntimeError: the helper broke" in warnings[0]
-    assert report.counts["added"] == sum(1 for m in log_messages(pair.logs) if m.startswith("ADDED "))
+    added = [m for m in messages if m.startswith("ADDED ")]
+    assert len(added) == len(set(added)) == report.counts["added"] == len(snapshot(pair.rep)) - 1  # not "."
+
+
+# --- a helper killed outright: the log says what it may lack --------------------------
+
+PER_FOLDER = 100  # files added in each folder: a sub-tree's first slice is SLICE copies
+KILLED_AFTER = 10  # copies the helper makes before it is killed, with no line sent
+
+
+def tree_for_a_killed_helper(pair: Pair) -> int:
+    """Folders on both sides, new files in them: every action of a given
+    sub-tree is an ADDED file. Returns the number of files added."""
+    build(pair.src, {f"d{i:02d}": {} for i in range(FOLDERS)}, mtime_ns=BASE_NS)
+    assert synchro.mirror(pair.src, pair.rep).exit_code == ExitCode.OK
+    for i in range(FOLDERS):
+        build(pair.src / f"d{i:02d}", {f"f{j:03d}": f"{i} {j}" for j in range(PER_FOLDER)}, mtime_ns=BASE_NS)
+    return FOLDERS * PER_FOLDER
+
+
+def assert_the_log_says_what_it_lacks(pair: Pair, files: int, report_added: int | None = None) -> None:
+    """KILLED_AFTER changes have no line; the WARNING and the SUMMARY say up to a slice may lack one."""
+    messages = log_messages(pair.logs)
+    added = [m for m in messages if m.startswith("ADDED ")]
+    assert len(added) == len(set(added)) == files - KILLED_AFTER
+    assert len(snapshot(pair.rep, content=False)) == 1 + FOLDERS + files  # ".", and every file is there
+    assert_rsync_clean(pair.src, pair.rep)
+    [warning] = [m for m in messages if m.startswith("WARNING ")]
+    assert warning.startswith("WARNING the helper process stopped: it ended early (killed by signal 9); ")
+    assert f"up to {synchro.pipeline.helper.SLICE} changes it made there have no line in this log" in warning
+    assert re.search(r"it was applying d\d\d/,", warning), warning
+    assert messages[-1].startswith(f"SUMMARY added={files - KILLED_AFTER} ")
+    assert messages[-1].endswith(
+        f" exit=1 (up to {synchro.pipeline.helper.SLICE} changes have no line in this log)"
+    )
+    if report_added is not None:
+        assert report_added == files - KILLED_AFTER
+
+
+@requires_rsync
+def test_a_helper_killed_while_applying_leaves_a_warning_and_exit_1(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, held: None, no_hang: None
+) -> None:
+    files = tree_for_a_killed_helper(pair)
+    main = os.getpid()
+    real = synchro.pipeline.apply._carry_out
+    carried = [0]
+
+    def carry_out(action: Action, ctx: Any, **kwargs: Any) -> None:
+        real(action, ctx, **kwargs)
+        if os.getpid() != main:
+            carried[0] += 1  # in the helper: its changes are made, their outcome not yet sent
+            if carried[0] == KILLED_AFTER:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(synchro.pipeline.apply, "_carry_out", carry_out)
+
+    report = run(pair, "2", monkeypatch)
+
+    assert report.exit_code == ExitCode.FAILED
+    assert report.failed == []
+    assert report.unlogged == synchro.pipeline.helper.SLICE
+    assert_the_log_says_what_it_lacks(pair, files, report.counts["added"])
+    assert len(report.added) == len(set(report.added)) == files - KILLED_AFTER
+    again = pair.mirror()  # nothing left to do
+    assert again.exit_code == ExitCode.OK and again.changed == 0
+
+
+# The command, with the helper stopping after KILLED_AFTER copies (before it
+# sends their outcome) until it is killed.
+# Its pid goes to the test on a pipe of its own (its descriptor is the first
+# argument): the console is the command's.
+KILLED_CHILD = r"""
+import os, sys
+sys.path.insert(0, TESTS)
+from holds import hold_shared_runs
+import synchro.pipeline.apply
+hold_shared_runs(setattr)
+main_pid = os.getpid()
+tell = int(sys.argv.pop(1))
+never, kept_open = os.pipe()  # nothing is ever written: a read blocks until the kill
+real = synchro.pipeline.apply._carry_out
+carried = 0
+def carry_out(action, ctx, **kwargs):
+    global carried
+    real(action, ctx, **kwargs)
+    if os.getpid() != main_pid:
+        carried += 1
+        if carried == KILLED_AFTER:
+            os.write(tell, f"{os.getpid()}\n".encode())
+            os.read(never, 1)
+synchro.pipeline.apply._carry_out = carry_out
+from synchro.faces.cli import main
+sys.exit(main(sys.argv[1:]))
+""".replace("TESTS", repr(str(Path(__file__).parent))).replace("KILLED_AFTER", str(KILLED_AFTER))
+
+
+@requires_rsync
+def test_the_command_says_when_a_killed_helper_took_lines_with_it(pair: Pair) -> None:
+    files = tree_for_a_killed_helper(pair)
+    told_r, told_w = os.pipe()
+    child = start_python(
+        KILLED_CHILD,
+        *map(str, (told_w, pair.src, pair.rep, "24", pair.logs, "--once")),
+        env={**child_env(), ENV: "2"},
+        pass_fds=(told_w,),
+    )
+    os.close(told_w)
+    try:
+        with os.fdopen(told_r) as told:
+            helper = told.readline()  # "" if the command ended without reaching the hold
+        if not helper:
+            pytest.fail(f"the helper never reached its hold: {child.communicate(timeout=60)}")
+
+        os.kill(int(helper), signal.SIGKILL)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:  # a broken run: not left behind, holding its pipes
+            child.kill()
+            child.communicate()
+
+    assert child.returncode == 1, err
+    assert err == ""
+    assert_the_log_says_what_it_lacks(pair, files)
+    # The console says it too: it shows the log, the helper's lines among the others'.
+    assert [normal(strip_stamp(line)) for line in out.splitlines()] == log_messages(pair.logs)
 
 
 class CountingBar:
@@ -351,6 +494,8 @@ def test_the_command_shows_the_helpers_lines_once(pair: Pair) -> None:
     logged = [m for m in log_messages(pair.logs) if m.startswith("ADDED ")]
     assert len(shown) == len(set(shown)) > 4 * FOLDERS
     assert sorted(shown) == sorted(logged)
+    # One process writes both, in one order: the helper's lines among this process's, as they come.
+    assert [normal(strip_stamp(line)) for line in done.stdout.splitlines()] == log_messages(pair.logs)
 
 
 # --- the walk's rules for what may be given ------------------------------------------
@@ -415,15 +560,28 @@ def test_the_given_sub_trees_and_the_rest_make_the_whole_plan(pair: Pair) -> Non
 SLOW_SIZE = 77_777
 
 # The command, with the helper stopping in the middle of its first copy of a
-# SLOW_SIZE file (a temporary exists then) until a signal stops it.
+# SLOW_SIZE file (a temporary exists then) until a signal stops it. It says
+# READY once the command, done with its own part, waits for it: the signal
+# finds both at a known point.
 CHILD = r"""
 import os, sys
+sys.path.insert(0, TESTS)
+from holds import hold_shared_runs
 import synchro.endpoints.local.filecopy
+from synchro.pipeline.helper import Helper
+hold_shared_runs(setattr)  # the helper keeps what it is given, and begins it
 main_pid = os.getpid()
 never, kept_open = os.pipe()  # nothing is ever written: a read blocks until a signal
+waiting_r, waiting_w = os.pipe()  # a byte when the command has done its own part
+real_steal = Helper.steal
+def steal(self):
+    os.write(waiting_w, b".")
+    return real_steal(self)
+Helper.steal = steal
 real = synchro.endpoints.local.filecopy._copy_data
 def slow(src, dst, *args, **kwargs):
     if os.getpid() != main_pid and os.fstat(src).st_size == SIZE:
+        os.read(waiting_r, 1)
         print(f"READY {os.getpid()} {os.readlink(f'/proc/self/fd/{dst}')}", flush=True)
         os.read(never, 1)
     return real(src, dst, *args, **kwargs)
@@ -431,7 +589,7 @@ synchro.endpoints.local.filecopy._copy_data = slow
 synchro.endpoints.local.filecopy._copy_small = None  # the copy in Python, where it can wait
 from synchro.faces.cli import main
 sys.exit(main(sys.argv[1:]))
-""".replace("SIZE", str(SLOW_SIZE))
+""".replace("SIZE", str(SLOW_SIZE)).replace("TESTS", repr(str(Path(__file__).parent)))
 
 
 def start_stopped_helper(pair: Pair) -> tuple[subprocess.Popen[str], int, Path]:
@@ -464,11 +622,17 @@ def gone(pid: int) -> bool:
     return stat.rpartition(") ")[2].startswith("Z")  # a zombie waiting for init
 
 
-def wait_gone(pid: int, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not gone(pid):
-        assert time.monotonic() < deadline, f"the helper {pid} is still running"
-        time.sleep(0.02)
+def wait_gone(pid: int) -> None:
+    """Wait until process ``pid`` (not a child of this one) has ended."""
+    try:
+        ended = os.pidfd_open(pid)  # readable once the process has ended
+    except ProcessLookupError:
+        return
+    try:
+        # The timeout only keeps a broken run from hanging the suite.
+        assert select.select([ended], [], [], 120)[0], f"the helper {pid} is still running"
+    finally:
+        os.close(ended)
 
 
 def temporaries(root: Path) -> list[bytes]:
@@ -493,8 +657,26 @@ def test_stopping_a_shared_run_stops_the_helper_cleanly(pair: Pair, how: str) ->
     expected = {"SIGTERM": (143, "synchro: terminated\n"), "Ctrl+C": (130, "synchro: interrupted\n")}
     assert not temporary.exists()  # the helper removed its half-written file
     if how in expected:
-        assert (child.returncode, err) == expected[how]
+        code, said = expected[how]
+        # Quiet: what needs a person on standard error (the run's START, its
+        # INTERRUPTED line and SUMMARY), then the one-line message.
+        assert child.returncode == code and err.endswith(said), err
+        assert " INTERRUPTED the run was stopped by " in err
         assert temporaries(pair.rep) == []
+        # Every entry made by either process has its line, the helper's
+        # folder made before it was stopped included.
+        made = {
+            os.fsdecode(path) + ("/" if entry.kind == "dir" else "")
+            for path, entry in snapshot(pair.rep, content=False).items()
+            if path != b"."
+        }
+        added = {m.removeprefix("ADDED ") for m in log_messages(pair.logs) if m.startswith("ADDED ")}
+        assert made == added and any(path.endswith("/") for path in made)
+    else:
+        # The command's lines in memory died with it; the helper, stopped by
+        # the kernel's signal, writes its own: the folder it made.
+        folder = temporary.parent.name
+        assert f"ADDED {folder}/" in log_messages(pair.logs)
     # After kill -9 the command itself may leave one temporary: the next run removes it.
     report = synchro.mirror(pair.src, pair.rep, logpath=pair.logs)
     assert report.exit_code == ExitCode.OK
@@ -537,13 +719,14 @@ def test_the_helper_asks_for_sigterm_when_its_parent_dies(way: str, monkeypatch:
     _, status = os.waitpid(parent, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     got = b""
-    deadline = time.monotonic() + 20
-    while not got.endswith(b"SIGTERM") and time.monotonic() < deadline:
-        if select.select([out_r], [], [], 0.5)[0]:
-            chunk = os.read(out_r, 100)
-            if not chunk:
-                break
-            got += chunk
+    # Until the helper says it got the signal, or ends without a word (then
+    # every end of out_w is closed). The timeout only keeps a broken run
+    # from hanging the suite.
+    while not got.endswith(b"SIGTERM") and select.select([out_r], [], [], 120)[0]:
+        chunk = os.read(out_r, 100)
+        if not chunk:
+            break
+        got += chunk
     pid = int(got.split()[0])
     if not got.endswith(b"SIGTERM"):
         os.kill(pid, signal.SIGKILL)

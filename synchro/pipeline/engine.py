@@ -10,10 +10,9 @@ after the log says so and the lock is released.
 from __future__ import annotations
 
 import gc
-import io
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import NamedTuple
@@ -31,9 +30,18 @@ from ..endpoints.resolve import (
 )
 from ..errors import ConfigError, ExitCode, ReplicaLocked, stop_code, stopped_by
 from ..options import MirrorOptions
-from .apply import ApplyContext, BeforeAction, DuringCopy, KeepsVersions, Progress, RunKeeper, apply_plan
+from .apply import (
+    ApplyContext,
+    BeforeAction,
+    DuringCopy,
+    Emit,
+    KeepsVersions,
+    Progress,
+    RunKeeper,
+    apply_plan,
+)
 from .exclude import Excluder
-from .helper import ApplyPart, Helper, HelperStopped, PlanPart, may_share
+from .helper import Helper, HelperStopped, MakeContext, PlanPart, may_share
 from .log import DailyLog, escape
 from .plan import Action, Op, PlanRules, fit_rules
 from .report import Report
@@ -235,14 +243,7 @@ def _mirror(cycle: _Cycle, replica: Replica) -> tuple[ExitCode, str]:
         and cycle.hooks == Hooks()  # test hooks want every action here, in order
         and may_share()
     ):
-        helper = Helper(
-            src,
-            rep,
-            rules,
-            _helper_apply(cycle),
-            keep_untouched=cycle.verbose,
-            before_fork=log.flush_all,
-        )
+        helper = Helper(src, rep, rules, _helper_context(cycle), log, report, keep_untouched=cycle.verbose)
     try:
         return _plan_and_apply(cycle, src, rep, replica, helper)
     finally:
@@ -264,6 +265,8 @@ def _plan_and_apply(
     part = None  # the helper's share of the plan, while it holds one
     if helper is not None and plan.given:
         part = _join_plans(plan, helper, Walk(src, rep, rules, plan, verbose), log)
+    elif helper is not None and helper.stopped:  # before it was given anything
+        log.write(f"WARNING the helper process stopped: {helper.stopped}; the run goes on in this process")
 
     refusal = _guard(plan, options, log)
     if refusal:
@@ -322,7 +325,9 @@ def _plan_and_apply(
             progress.close()
     if keeper is not None and not report.failed:
         keeper.prune()  # only after a successful run
-    return (ExitCode.FAILED if report.failed else ExitCode.OK), ""
+    # Changes that may have been made with no line: the log is not the whole
+    # record of the run, which is a failure to report (1), not a success.
+    return (ExitCode.FAILED if report.failed or report.unlogged else ExitCode.OK), ""
 
 
 def _unreadable(error: OSError, roots: Roots, report: Report, log: DailyLog) -> tuple[ExitCode, str]:
@@ -346,37 +351,26 @@ def _log_plan(plan: Plan, report: Report, log: DailyLog) -> None:
         log.write(f"UNTOUCHED {escape(path)}")
 
 
-def _helper_apply(cycle: _Cycle) -> ApplyPart:
-    """How the helper applies its part: same options, its own report, the same log file."""
-    log, report, options, rules = cycle.log, cycle.report, cycle.options, cycle.rules
+def _helper_context(cycle: _Cycle) -> MakeContext:
+    """How the helper applies its part: the same options as here."""
+    options, rules, verbose = cycle.options, cycle.rules, cycle.verbose
 
-    def apply_part(
-        parts: Iterable[list[Action]], src: Source, rep: Replica, progress: Progress | None
-    ) -> tuple[Report, str]:
-        console = io.StringIO() if log.console is not None else None
-        part_log = log.sibling(console)
-        part = Report(report.source, report.replica, dry_run=options.dry_run)
-        ctx = ApplyContext(
+    def make(
+        src: Source, rep: Replica, report: Report, emit: Emit, progress: Progress | None
+    ) -> ApplyContext:
+        return ApplyContext(
             src,
             rep,
-            part,
-            part_log.write,
+            report,
+            emit,
             dry_run=options.dry_run,
             keep_owner=rules.keep_owner,
             keep_mode=rules.holds.permissions,
             progress=progress,
-            list_untouched=cycle.verbose,
+            list_untouched=verbose,
         )
-        try:
-            for actions in parts:
-                apply_plan(actions, ctx)
-        finally:
-            if progress is not None:
-                progress.close()
-            part_log.close()
-        return part, console.getvalue() if console is not None else ""
 
-    return apply_part
+    return make
 
 
 def _join_plans(plan: Plan, helper: Helper, walk: Walk, log: DailyLog) -> PlanPart | None:
@@ -404,7 +398,7 @@ def _join_plans(plan: Plan, helper: Helper, walk: Walk, log: DailyLog) -> PlanPa
 
 
 def _start_part(helper: Helper, bar: Progress | None, log: DailyLog) -> tuple[bool, Progress | None]:
-    """Let the helper apply its part: whether it started, and the bar to advance here."""
+    """Let the helper apply its part: whether it started, and the progress to advance here."""
     try:
         relay = helper.apply(bar)
     except HelperStopped as error:
@@ -414,7 +408,8 @@ def _start_part(helper: Helper, bar: Progress | None, log: DailyLog) -> tuple[bo
 
 
 def _join_part(helper: Helper, started: bool, ctx: ApplyContext, walk: Walk, log: DailyLog) -> None:
-    """Help the helper finish, add its outcome to the report, or do its part here if it stopped.
+    """Help the helper finish (its outcomes are logged and counted as they
+    come), or do its part here if it stopped.
 
     A sub-tree left half done by a helper that stopped is planned anew (the
     helper's plan of it stays there): what its listing finds unreadable was
@@ -424,16 +419,34 @@ def _join_part(helper: Helper, started: bool, ctx: ApplyContext, walk: Walk, log
         try:
             while (actions := helper.steal()) is not None:
                 apply_plan(actions, ctx)
-            part, console = helper.result()
+            helper.result()
         except HelperStopped as error:
-            log.write(f"WARNING the helper process stopped: {error}; its part is done here")
+            _stopped_while_applying(helper, str(error), ctx.report, log)
         else:
-            ctx.report.absorb(part)
-            log.show(console)
             return
     # What it did before it stopped is in place by now, and the guard has
     # passed for the whole run already.
     _apply_anew(walk, helper.left(), ctx)
+
+
+def _stopped_while_applying(helper: Helper, why: str, report: Report, log: DailyLog) -> None:
+    """Say that the helper stopped while applying, and what the log may lack.
+
+    Its outcomes come a slice of actions at a time: if it was killed in the
+    middle of one, the changes of that slice it made have no line. They
+    cannot be named (the slice was planned in the helper), only counted;
+    the run then exits 1: its log is not the whole record of what it did.
+    """
+    unsettled, where = helper.unsettled()
+    if not unsettled:
+        log.write(f"WARNING the helper process stopped: {why}; its part is done here")
+        return
+    report.unlogged += unsettled
+    log.write(
+        f"WARNING the helper process stopped: {why}; it was applying {escape(where)}/, "
+        f"and up to {unsettled} changes it made there have no line in this log; "
+        "what its part still needs is done here"
+    )
 
 
 def _apply_anew(walk: Walk, rels: list[str], ctx: ApplyContext) -> None:

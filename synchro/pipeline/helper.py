@@ -16,16 +16,27 @@ cores or more, a run is therefore shared with one forked process:
    passed for the whole run.
 3. Both apply their own part at once, and this process, once done with
    its own, takes back the sub-trees the helper has not started (work
-   stealing: the two finish together). The helper writes its lines to the
-   same daily log (which is safe for many processes), reports its progress
-   for the bar, and sends back its report and console lines; this process
-   sets the times of the folders above the given sub-trees last.
+   stealing: the two finish together). The helper sends the outcome of
+   each slice of its actions (its log lines, time-stamped when they
+   happened, and its report) as soon as the slice is done; this process
+   logs them among its own, so the log and the console hold one run's
+   lines in time order. The helper also reports its progress for the
+   bar; this process sets the times of the folders above the given
+   sub-trees last.
 
 Safety: the helper is forked after the replica lock is taken and shares
 that lock's descriptor; it stops with this process (``PR_SET_PDEATHSIG``
 and SIGTERM handled as an interruption, so temporaries are removed), and
 this process waits for it before it lets the lock go. If the helper stops
 unexpectedly, this process plans and applies its sub-trees itself.
+
+A helper killed outright (``kill -9``, the kernel's out-of-memory killer)
+may have made changes whose outcome it had not sent yet: at most the slice
+it was applying. Before each slice it notes in memory shared with this
+process how many actions it has begun, and where; this process compares
+that with the outcomes it received and says in a ``WARNING`` how many
+changes may have no line, and the run exits 1
+(:attr:`~synchro.pipeline.report.Report.unlogged`).
 """
 
 from __future__ import annotations
@@ -37,17 +48,23 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from types import FrameType, ModuleType
-from typing import NamedTuple, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from ..endpoints.base import ForkableReplica, ForkableSource, Replica, Source
 from ..endpoints.local.compiled import load
 from ..errors import Terminated
-from .apply import Progress
+from .apply import ApplyContext, Emit, Progress, apply_plan
 from .plan import Action, Descend, Op, PlanRules, Step
 from .report import Report
 from .walk import Plan, Walk
+
+if TYPE_CHECKING:
+    import mmap
+
+    from .log import DailyLog
 
 # Sub-trees the helper may hold at once: one being planned and one waiting,
 # so that it never idles while this process decides what to give next.
@@ -56,17 +73,24 @@ AHEAD = 2
 # troubleshooting and tests). Unset: share it on two cores or more.
 ENV = "SYNCHRO_PROCESSES"
 
-# Runs the helper's actions in the helper: (actions, source, replica,
-# progress) -> (report, console text). Made by the engine, which knows the
-# log and options. The actions come a slice of a sub-tree at a time, so
-# that a sub-tree not started yet can go back to this process (see
-# :meth:`Helper.steal`).
-ApplyPart = Callable[[Iterable[list[Action]], Source, Replica, Progress | None], tuple[Report, str]]
+# How the helper applies its actions: (source, replica, report, emit,
+# progress) -> the context for apply_plan. Made by the engine, which knows
+# the options.
+MakeContext = Callable[[Source, Replica, Report, Emit, "Progress | None"], ApplyContext]
 
 _UNIT, _PLANNED, _APPLY, _STEAL, _STOP = "unit", "planned", "apply", "steal", "stop"
+# The helper's answers; "outcome" comes unasked, after each slice it applied.
+_OUTCOME, _RESULT, _ERROR = "outcome", "result", "error"
 # Messages are pickles after their length, read whole from raw pipes (so
 # that select() sees exactly what has not been read).
 _LENGTH = struct.Struct("<Q")
+# Shared with the helper: the actions it has begun to apply, and the index
+# of the sub-tree it is in (see the module's last paragraph).
+_LEDGER = struct.Struct("<qq")
+# The helper's answers pipe is made this large (Linux's default limit for a
+# user), so that the outcomes of its slices wait there while this process
+# is busy with its own part, rather than hold the helper up.
+_PIPE_SIZE = 1 << 20
 # While applying, the helper's progress so far: (entries, bytes), at most
 # every PROGRESS_EVERY seconds, on the pipe that carried "planned" bytes.
 _PROGRESS = struct.Struct("<qq")
@@ -111,37 +135,44 @@ class HelperStopped(Exception):
 
 
 class Helper:
-    """This process's side of the helper: a :class:`~synchro.pipeline.walk.Share` for the walk."""
+    """This process's side of the helper: a :class:`~synchro.pipeline.walk.Share` for the walk.
+
+    The helper's outcomes go to ``log`` and ``report`` as they arrive.
+    """
 
     def __init__(
         self,
         src: ForkableSource,
         rep: ForkableReplica,
         rules: PlanRules,
-        apply_part: ApplyPart,
+        make_context: MakeContext,
+        log: DailyLog,
+        report: Report,
         *,
         keep_untouched: bool,
-        before_fork: Callable[[], None],
     ) -> None:
         self._trees = (src, rep)
         self._rules = rules
-        self._apply_part = apply_part
+        self._make_context = make_context
+        self._log = log
+        self._report = report
         self._keep_untouched = keep_untouched
-        self._before_fork = before_fork
         self.pid = 0
         self._units: list[tuple[str, list[Step]]] = []  # every sub-tree given, in order: (path, steps)
         self.stolen: set[int] = set()  # indexes into ``given`` taken back to be done here
-        self._result: tuple[Report, str] | None = None
+        self._finished = False  # its result came: every outcome of its part is in
         self.stopped = ""  # why the helper stopped early, once it has
         self._ahead = 0  # sub-trees given and not yet planned
         self._commands = -1
-        self._answers = -1
+        self._answers: _Inbox | None = None
         self._done = -1  # one byte per planned sub-tree arrives here, then progress
         # One byte per sub-tree given; whoever reads it plans that sub-tree
         # (see take_back). Both processes read this end; this one writes the other.
         self._tokens = self._tokens_w = -1
         self._progress = b""  # part of a progress record read so far
         self._relay: _Relay | None = None
+        self._ledger: mmap.mmap | None = None
+        self._settled = 0  # actions of the helper whose outcome this process has
 
     # --- the walk's side (synchro.pipeline.walk.Share)
 
@@ -221,15 +252,15 @@ class Helper:
                 pass
         return answer
 
-    def apply(self, bar: Progress | None) -> Progress | None:
+    def apply(self, bar: Progress | None) -> Progress:
         """Let the helper apply its part (the guard has passed). Raises HelperStopped.
 
-        With a progress ``bar``, returns the one this process must advance:
-        it also shows the helper's progress as it reports it.
+        Returns the progress this process must advance as it applies its
+        own part: it shows the helper's progress on ``bar`` too, and logs
+        the helper's outcomes as they come.
         """
         self._send_or_stop((_APPLY, bar is not None))
-        if bar is not None:
-            self._relay = _Relay(bar, self)
+        self._relay = _Relay(bar, self)
         return self._relay
 
     def steal(self) -> list[Action] | None:
@@ -242,15 +273,15 @@ class Helper:
         :class:`synchro.pipeline.walk._Giving`), and planning the sub-tree again would
         list both of its sides again.
         """
-        if self._result is not None:
+        if self._finished:
             return None
         if self.stopped:
             raise HelperStopped(self.stopped)
         with contextlib.suppress(OSError):  # it may have finished and ended: its result is waiting
             self._send((_STEAL, None))
         kind, payload = self._receive_kind()
-        if kind == "result":
-            self._result = _as_result(payload)
+        if kind == _RESULT:
+            self._finished = True
             return None
         if payload is None:
             return None
@@ -260,48 +291,76 @@ class Helper:
         self.stolen.add(index)
         return actions
 
-    def result(self) -> tuple[Report, str]:
-        """Wait for the helper's report and console lines. Raises HelperStopped."""
-        if self._result is None:
-            self._result = _as_result(self._receive())
+    def result(self) -> None:
+        """Wait for the helper to finish its part (its outcomes are in the
+        report and the log by then). Raises HelperStopped."""
+        if not self._finished:
+            kind, _ = self._receive_kind()
+            assert kind == _RESULT, kind
+            self._finished = True
         if self._relay is not None:
-            self._relay.catch_up()  # its last report came before its result
+            self._relay.catch_up()  # its last progress came before its result
         self._reap()
-        return self._result
 
     def left(self) -> list[str]:
         """The sub-trees given and not taken back (what this process must redo if the helper stops)."""
         return [rel for index, rel in enumerate(self.given) if index not in self.stolen]
 
+    def unsettled(self) -> tuple[int, str]:
+        """After the helper stopped while applying: how many of the actions it
+        began have no outcome here (each may have been carried out, with no
+        line), and the path of the sub-tree it was in."""
+        if self._ledger is None:
+            return 0, ""
+        begun, index = _LEDGER.unpack_from(self._ledger)
+        rel = self._units[index][0] if 0 <= index < len(self._units) else ""
+        return max(begun - self._settled, 0), rel
+
     def close(self) -> None:
         """Make sure the helper is gone: told to stop, or terminated, and waited for.
 
         Waiting matters: this process holds the replica lock, and no helper
-        may still write once it is released.
+        may still write once it is released. The outcomes it sends as it
+        stops (an interruption in the middle of a slice) are logged.
         """
         if self.pid and self._commands >= 0:
             with contextlib.suppress(OSError):
                 self._send((_STOP, None))
-        for fd in (self._commands, self._answers, self._done, self._tokens, self._tokens_w):
+        for fd in (self._commands, self._done, self._tokens, self._tokens_w):
             if fd >= 0:
                 os.close(fd)
-        self._commands = self._answers = self._done = self._tokens = self._tokens_w = -1
+        self._commands = self._done = self._tokens = self._tokens_w = -1
         if self.pid:
             # A helper that is applying does not read its commands: a SIGTERM
-            # stops it the clean way (its temporary removed, its lines logged).
+            # stops it the clean way (its temporary removed, its lines sent).
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
-            self._reap()
+        if self._answers is not None:
+            self._answers.drain()  # until it ends: it may wait for room to send its last outcome
+            self._answers.close()
+            self._answers = None
+        self._reap()
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
 
     # --- plumbing
 
     def _start(self) -> bool:
+        import fcntl  # POSIX only, as fork is: not imported where the helper cannot run (Windows)
+        import mmap  # only a run that forks a helper needs it
+
         commands_r, commands_w = os.pipe()
         answers_r, answers_w = os.pipe()
         done_r, done_w = os.pipe()
         tokens_r, tokens_w = os.pipe()
         os.set_blocking(tokens_r, False)  # for both processes: one open file
-        self._before_fork()
+        if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux
+            with contextlib.suppress(OSError):  # a lower limit: the default size works, only slower
+                fcntl.fcntl(answers_w, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        ledger = mmap.mmap(-1, _LEDGER.size)  # anonymous and shared: the helper writes, this process reads
+        _LEDGER.pack_into(ledger, 0, 0, -1)
+        self._log.flush_all()  # what is buffered would otherwise be written twice
         # Both processes need pickle at once: imported before the fork, the
         # helper does not spend its first milliseconds importing it again.
         _pickle()
@@ -318,6 +377,7 @@ class Helper:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             for fd in (commands_r, commands_w, answers_r, answers_w, done_r, done_w, tokens_r, tokens_w):
                 os.close(fd)
+            ledger.close()
             self._stop(f"cannot start it: {error.strerror or error}")
             return False
         if pid == 0:  # the helper: never returns
@@ -325,16 +385,32 @@ class Helper:
             os.close(answers_r)
             os.close(done_r)
             os.close(tokens_w)
-            self._serve(parent, previous, commands_r, answers_w, done_w, tokens_r)
+            self._serve(parent, previous, _Ends(commands_r, answers_w, done_w, tokens_r, ledger))
         self.pid = pid
         os.close(commands_r)
         os.close(answers_w)
         os.close(done_w)
         os.set_blocking(done_r, False)
-        self._commands, self._answers, self._done = commands_w, answers_r, done_r
+        self._commands, self._done = commands_w, done_r
+        self._answers = _Inbox(answers_r, self._absorb)
         self._tokens, self._tokens_w = tokens_r, tokens_w
+        self._ledger = ledger
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return True
+
+    def _absorb(self, payload: object) -> None:
+        """One slice's outcome: its lines into the log, its report into the run's."""
+        assert isinstance(payload, tuple)
+        lines, part, settled = payload
+        assert isinstance(lines, list) and isinstance(part, Report) and isinstance(settled, int)
+        self._report.absorb(part)
+        self._log.relay(lines)
+        self._settled += settled
+
+    def poll(self) -> None:
+        """Take in what the helper has sent so far (its outcomes are logged at once)."""
+        if self._answers is not None:
+            self._answers.poll()
 
     def _send(self, message: tuple[str, object]) -> None:
         _put(self._commands, message)
@@ -354,26 +430,30 @@ class Helper:
     def _receive_kind(self) -> tuple[str, object]:
         if self.stopped:
             raise HelperStopped(self.stopped)
-        if self._relay is not None:
-            # Keep the bar moving with the helper's progress while waiting.
-            while not select.select([self._answers], [], [], PROGRESS_EVERY)[0]:
-                self._relay.catch_up()
+        assert self._answers is not None
+        # Keep the bar moving with the helper's progress while waiting.
+        tick = self._relay.catch_up if self._relay is not None else None
         try:
-            kind, payload = _get(self._answers)
+            kind, payload = self._answers.next(tick)
         except (EOFError, OSError) as error:
             self._stop(f"it ended early ({self._reap() or error})")
             raise HelperStopped(self.stopped) from None
-        if kind == "error":
+        if kind == _ERROR:
             self._stop(f"it failed: {payload}")
             raise HelperStopped(self.stopped)
         return kind, payload
 
     def reported(self) -> tuple[int, int] | None:
         """The helper's latest progress report (entries, bytes), if a new one came."""
-        try:
-            data = self._progress + os.read(self._done, 64 * _PROGRESS.size)
-        except (BlockingIOError, OSError):
-            return None
+        data = self._progress
+        while True:  # to the latest: the newest record holds the totals
+            try:
+                chunk = os.read(self._done, 64 * _PROGRESS.size)
+            except (BlockingIOError, OSError):
+                break
+            if not chunk:
+                break
+            data += chunk
         whole = len(data) - len(data) % _PROGRESS.size
         self._progress = data[whole:]
         if not whole:
@@ -397,20 +477,12 @@ class Helper:
             return f"killed by signal {os.WTERMSIG(status)}"
         return f"exit status {os.waitstatus_to_exitcode(status)}"
 
-    def _serve(
-        self,
-        parent: int,
-        mask: set[int | signal.Signals],
-        commands_r: int,
-        answers_w: int,
-        done_w: int,
-        tokens_r: int,
-    ) -> NoReturn:
+    def _serve(self, parent: int, mask: set[int | signal.Signals], ends: _Ends) -> NoReturn:
         """The helper's whole life: plan the sub-trees given, then apply them."""
         code = 0
 
         def answer(kind: str, payload: object) -> None:
-            _put(answers_w, (kind, payload))
+            _put(ends.answers, (kind, payload))
 
         try:
             _die_with_parent(parent)
@@ -423,15 +495,15 @@ class Helper:
             walk = Walk(src, rep, self._rules, plan, self._keep_untouched)
             bounds: list[tuple[int, int]] = []  # each sub-tree's slice of plan.actions
             while True:
-                kind, payload = _get(commands_r)
+                kind, payload = _get(ends.commands)
                 if kind == _UNIT:
                     assert isinstance(payload, list)
-                    if not _claimed(tokens_r):
+                    if not _claimed(ends.tokens):
                         continue  # taken back: the parent plans it (see Helper.take_back)
                     start = len(plan.actions)
                     walk.run(payload)
                     bounds.append((start, len(plan.actions)))
-                    os.write(done_w, b".")
+                    os.write(ends.done, b".")
                 elif kind == _PLANNED:
                     answer(
                         "planned",
@@ -448,11 +520,11 @@ class Helper:
                     break
                 else:
                     os._exit(0)
-            kind, with_bar = _get(commands_r)
+            kind, with_bar = _get(ends.commands)
             if kind == _APPLY:
-                parts = _handing_out(plan.actions, bounds, commands_r, answer)
-                progress = _Reporter(done_w) if with_bar else None
-                answer("result", self._apply_part(parts, src, rep, progress))
+                slices = _handing_out(plan.actions, bounds, ends.commands, answer)
+                self._apply_part(slices, src, rep, _Reporter(ends.done) if with_bar else None, ends)
+                answer(_RESULT, None)
         except KeyboardInterrupt:
             code = 130
         except EOFError:
@@ -460,11 +532,37 @@ class Helper:
         except BaseException as error:  # a bug: reported to the parent, which does the part itself
             code = 1
             with contextlib.suppress(BaseException):
-                answer("error", f"{type(error).__name__}: {error}")
+                answer(_ERROR, f"{type(error).__name__}: {error}")
         finally:
             # Never back into the parent's frames (their finally blocks would
             # release its lock and write its log), and no exit handlers.
             os._exit(code)
+
+    def _apply_part(
+        self,
+        slices: Iterator[tuple[int, list[Action]]],
+        src: Source,
+        rep: Replica,
+        progress: _Reporter | None,
+        ends: _Ends,
+    ) -> None:
+        """In the helper: apply its part a slice at a time, sending each slice's outcome when it is done."""
+        out = _Outcomes(ends.answers, self._log, self._report)
+        ctx = self._make_context(src, rep, out.report, out.write, progress)
+        try:
+            for index, actions in slices:
+                # Noted before the slice begins: if this process is killed
+                # before it sends the outcome, the parent knows what may be missing.
+                out.begun += len(actions)
+                _LEDGER.pack_into(ends.ledger, 0, out.begun, index)
+                apply_plan(actions, ctx)
+                ctx.report = out.send()
+        finally:
+            if progress is not None:
+                progress.close()
+            # Stopped in the middle of a slice (an interruption, an error):
+            # each change made has its line by now, the rest was not begun.
+            out.send(last=True)
 
 
 def _claimed(tokens: int) -> bool:
@@ -519,20 +617,14 @@ def _parent_death_signal(signum: int) -> None:
     compiled.parent_death_signal(signum)
 
 
-def _as_result(payload: object) -> tuple[Report, str]:
-    assert isinstance(payload, tuple)
-    report, console = payload
-    assert isinstance(report, Report) and isinstance(console, str)
-    return report, console
-
-
 def _handing_out(
     actions: list[Action],
     bounds: list[tuple[int, int]],
     commands: int,
     answer: Callable[[str, object], None],
-) -> Iterator[list[Action]]:
-    """The helper's sub-trees to apply, in the order given, a slice at a time.
+) -> Iterator[tuple[int, list[Action]]]:
+    """The helper's sub-trees to apply, in the order given, a slice at a
+    time: (the sub-tree's index, the slice).
 
     Between slices, a request to steal (see :meth:`Helper.steal`) is
     answered with the last sub-tree not started (its index and actions),
@@ -558,11 +650,12 @@ def _handing_out(
         answer_requests()
         if not waiting:
             return
-        start, end = bounds[waiting.pop(0)]
+        index = waiting.pop(0)
+        start, end = bounds[index]
         for first in range(start, end, SLICE):
             if first > start:
                 answer_requests()
-            yield actions[first : min(first + SLICE, end)]
+            yield index, actions[first : min(first + SLICE, end)]
 
 
 def _pickle() -> ModuleType:
@@ -609,6 +702,84 @@ def _exactly(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
+class _Inbox:
+    """This process's end of the helper's answers, read without blocking.
+
+    The helper's outcomes are handed to ``on_outcome`` as soon as they are
+    read, whoever reads them; the other answers wait, in order, for
+    :meth:`next`. One pipe keeps them in the order the helper sent them: by
+    the time its result (or its error) is read, every outcome sent before
+    it has been handled.
+    """
+
+    def __init__(self, fd: int, on_outcome: Callable[[object], None]) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+        self._on_outcome = on_outcome
+        self._data = bytearray()
+        self._waiting: deque[tuple[str, object]] = deque()
+        self.ended = False  # the helper's end is closed: nothing more will come
+        self._broken = ""  # a message could not be read
+
+    def poll(self) -> None:
+        """Read what has come, and handle the outcomes among it."""
+        while not self.ended:
+            try:
+                chunk = os.read(self._fd, _PIPE_SIZE)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self.ended = True
+                break
+            self._data += chunk
+        self._parse()
+
+    def _parse(self) -> None:
+        data, start = self._data, 0
+        pickle = _pickle()
+        while not self._broken and len(data) - start >= _LENGTH.size:
+            (size,) = _LENGTH.unpack_from(data, start)
+            end = start + _LENGTH.size + size
+            if len(data) < end:
+                break  # the rest of it has not come yet (or never will: the helper was killed)
+            try:
+                kind, payload = pickle.loads(bytes(data[start + _LENGTH.size : end]))
+            except pickle.UnpicklingError as error:
+                self._broken = f"a message could not be read: {error}"
+                break
+            start = end
+            if kind == _OUTCOME:
+                self._on_outcome(payload)
+            else:
+                self._waiting.append((kind, payload))
+        del data[:start]
+
+    def next(self, tick: Callable[[], None] | None) -> tuple[str, object]:
+        """The next answer that is not an outcome; waits for it, calling
+        ``tick`` every PROGRESS_EVERY seconds. Raises EOFError if none will come."""
+        while not self._waiting:
+            if self._broken:
+                raise EOFError(self._broken)
+            if self.ended:
+                raise EOFError("the other process closed the pipe")
+            if tick is None:
+                select.select([self._fd], [], [])
+            else:
+                while not select.select([self._fd], [], [], PROGRESS_EVERY)[0]:
+                    tick()
+            self.poll()
+        return self._waiting.popleft()
+
+    def drain(self) -> None:
+        """Handle every outcome until the helper's end is closed (it has ended)."""
+        while not self.ended and not self._broken:
+            select.select([self._fd], [], [])
+            self.poll()
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 class _Reporter:
     """The helper's progress, told to the parent at most every PROGRESS_EVERY seconds.
 
@@ -639,16 +810,19 @@ class _Reporter:
 
 
 class _Relay:
-    """The run's bar in this process: its own progress, and the helper's as reported."""
+    """The run's progress in this process: its own, and the helper's as
+    reported (on the bar, if there is one); it also takes in the helper's
+    outcomes as they come, so that its lines are logged in time."""
 
-    def __init__(self, bar: Progress, helper: Helper) -> None:
+    def __init__(self, bar: Progress | None, helper: Helper) -> None:
         self._bar = bar
         self._helper = helper
         self._seen = (0, 0)
-        self._next = 0.0  # when to look for the helper's progress again
+        self._next = 0.0  # when to look for the helper's progress and outcomes again
 
     def advance(self, entries: int, nbytes: int) -> None:
-        self._bar.advance(entries, nbytes)
+        if self._bar is not None:
+            self._bar.advance(entries, nbytes)
         # By time, not by count: this process may be advancing a large
         # file's chunks or thousands of small files meanwhile.
         now = time.monotonic()
@@ -657,6 +831,9 @@ class _Relay:
             self.catch_up()
 
     def catch_up(self) -> None:
+        self._helper.poll()
+        if self._bar is None:
+            return
         latest = self._helper.reported()
         if latest is not None and latest != self._seen:
             self._bar.advance(latest[0] - self._seen[0], latest[1] - self._seen[1])
@@ -664,4 +841,66 @@ class _Relay:
 
     def close(self) -> None:
         self.catch_up()
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
+
+
+class _Ends(NamedTuple):
+    """The helper's ends of what it shares with this process."""
+
+    commands: int  # read: units, "planned", "apply", steal requests
+    answers: int  # written: the plan's summary, stolen sub-trees, outcomes, the result
+    done: int  # written: a byte per planned sub-tree, then progress records
+    tokens: int  # read: the tokens of the sub-trees (see Helper.take_back)
+    ledger: mmap.mmap  # written: the actions begun, and where (see Helper.unsettled)
+
+
+class _Outcomes:
+    """In the helper: the lines and report of the slice being applied, sent
+    to the parent when the slice is done.
+
+    The lines are stamped here, when they happen. If the parent is gone (it
+    was killed), the helper writes them to the log itself as it stops.
+    """
+
+    def __init__(self, fd: int, log: DailyLog, report: Report) -> None:
+        self._fd = fd
+        self._log = log
+        self._stamp = log.stamp
+        self._like = report
+        self.lines: list[tuple[str, str]] = []
+        self.report = self._fresh()
+        self.begun = 0  # actions begun so far (see Helper.unsettled)
+        self.settled = 0  # actions begun whose outcome was sent
+        self._orphan: DailyLog | None = None
+        self._torn = False
+
+    def _fresh(self) -> Report:
+        return Report(self._like.source, self._like.replica, dry_run=self._like.dry_run)
+
+    def write(self, text: str) -> None:
+        self.lines.append(self._stamp(text))
+
+    def send(self, *, last: bool = False) -> Report:
+        """Send what was done since the last sending, the actions begun since
+        then now settled; returns the report for what comes next."""
+        lines, part, settled = self.lines, self.report, self.begun - self.settled
+        if self._torn or (last and not lines and not part.untouched_count and not settled):
+            return part  # nothing to tell, or no way left to tell it
+        self.lines, self.report, self.settled = [], self._fresh(), self.begun
+        if self._orphan is None:
+            try:
+                _put(self._fd, (_OUTCOME, (lines, part, settled)))
+            except BrokenPipeError:
+                self._orphan = self._log.sibling()
+            except BaseException:
+                # Stopped halfway through the message (a signal): anything
+                # sent after it would be read as its missing end.
+                self._torn = True
+                raise
+            else:
+                return self.report
+        # The parent is gone (killed): the lines go to the log from here.
+        self._orphan.relay(lines)
+        self._orphan.flush()
+        return self.report

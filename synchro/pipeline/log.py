@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 LOGS_DIR = "LOGS"
 FLUSH_LINES = 512
 FLUSH_SECONDS = 0.5
+_STAMP_WIDTH = len("YYYY-MM-DD HH:MM:SS ")
 # Lines kept in memory while the log file cannot be written (a full disk, a
 # folder that is not writable); beyond that the oldest are dropped and
 # counted, so that an ongoing run that lasts for months stays small.
@@ -163,19 +164,46 @@ class DailyLog:
         self._stamp = ("", "")  # (date, date and time)
         self._logger: logging.Logger | None = None  # found once logging is imported
 
-    def sibling(self, console: TextIO | None) -> DailyLog:
-        """A log for another process of the same run: the same files and clock, its own console."""
-        other = DailyLog(None, console, self._clock)
+    def sibling(self) -> DailyLog:
+        """A log for another process of the same run: the same files and clock, no console."""
+        other = DailyLog(None, None, self._clock)
         other.folder = self.folder
         # A log folder that could not be written has been warned about by
         # this process already: the other one must not say it again.
         other._failing = self._failing
         return other
 
-    def show(self, text: str) -> None:
-        """Put ``text`` (whole lines, already logged elsewhere) on the console only."""
-        if text and self.console is not None:
-            self._show(text)
+    def stamp(self, text: str) -> tuple[str, str]:
+        """``text`` as a line of this log: (its date, the line with its time stamp).
+
+        For another process of the run, whose lines this log writes
+        (:meth:`relay`) stamped with the time they happened.
+        """
+        now = self._clock()
+        second, following = self._second, self._next_second
+        if second is None or following is None or not second <= now < following:
+            second = now.replace(microsecond=0)
+            self._second, self._next_second = second, second + timedelta(seconds=1)
+            self._stamp = (f"{now:%Y-%m-%d}", f"{now:%Y-%m-%d %H:%M:%S}")
+        date, stamp = self._stamp
+        return date, f"{stamp} {text}"
+
+    def relay(self, lines: list[tuple[str, str]]) -> None:
+        """Log lines made by :meth:`stamp` (in another process), as :meth:`write` logs its own."""
+        if not lines:
+            return
+        if self.folder is not None:
+            self._pending.extend(lines)
+        if self.console is not None:
+            self._show("".join(f"{line}\n" for _, line in lines))
+        logger = self._logger
+        if logger is None:
+            logger = self._logger = _app_logger()
+        if logger is not None and logger.isEnabledFor(20):  # logging.INFO
+            for _, line in lines:
+                logger.info(line[_STAMP_WIDTH:])
+        if self.folder is not None:
+            self._flush_if_due()
 
     def flush_all(self) -> None:
         """Write everything pending, and the standard streams' buffers (before a fork:
@@ -202,14 +230,7 @@ class DailyLog:
         ``console=False`` keeps the line off the console, for errors that the
         caller reports there itself.
         """
-        now = self._clock()
-        second, following = self._second, self._next_second
-        if second is None or following is None or not second <= now < following:
-            second = now.replace(microsecond=0)
-            self._second, self._next_second = second, second + timedelta(seconds=1)
-            self._stamp = (f"{now:%Y-%m-%d}", f"{now:%Y-%m-%d %H:%M:%S}")
-        date, stamp = self._stamp
-        line = f"{stamp} {text}"
+        date, line = self.stamp(text)
         # Queued for the file before it is shown: a Ctrl+C that lands between
         # the two must not leave a line on the console (an unbuffered one
         # shows it at once) that the file never gets.
@@ -222,8 +243,13 @@ class DailyLog:
             logger = self._logger = _app_logger()
         if logger is not None and logger.isEnabledFor(20):  # logging.INFO
             logger.info(text)
-        if self.folder is None:
-            return
+        if self.folder is not None:
+            # Inline, not _flush_if_due(): this runs for every entry of a run.
+            full = len(self._pending) >= FLUSH_LINES and not self._failing
+            if full or time.monotonic() - self._last_flush > FLUSH_SECONDS:
+                self.flush()
+
+    def _flush_if_due(self) -> None:
         # While the file cannot be written, retry by time only, not at every line.
         full = len(self._pending) >= FLUSH_LINES and not self._failing
         if full or time.monotonic() - self._last_flush > FLUSH_SECONDS:

@@ -10,7 +10,9 @@ class Report:
 
     ``untouched`` lists paths only when the run was verbose (a large tree
     would otherwise keep every name in memory); ``untouched_count`` always
-    counts them.
+    counts them. ``unlogged`` is how many changes may have been made with
+    no line in the log and no entry here: a helper process that was killed
+    outright was making them (see :mod:`synchro.pipeline.helper`); such a run exits 1.
     """
 
     # A plain class, not a dataclass: importing ``dataclasses`` and running
@@ -30,6 +32,7 @@ class Report:
         "seconds",
         "skipped",
         "source",
+        "unlogged",
         "untouched",
         "untouched_count",
         "vanished",
@@ -56,6 +59,7 @@ class Report:
         self.skipped: list[tuple[str, str]] = []
         self.vanished: list[str] = []
         self.bytes_copied = 0
+        self.unlogged = 0
         self.seconds = 0.0
         self.exit_code = exit_code
         self.message = message
@@ -90,6 +94,7 @@ class Report:
         self.skipped.extend(part.skipped)
         self.vanished.extend(part.vanished)
         self.bytes_copied += part.bytes_copied
+        self.unlogged += part.unlogged
 
     @property
     def changed(self) -> int:
@@ -98,7 +103,8 @@ class Report:
     def summary(self) -> str:
         counts = " ".join(f"{name}={value}" for name, value in self.counts.items())
         dry = " (dry run: nothing changed)" if self.dry_run else ""
+        unlogged = f" (up to {self.unlogged} changes have no line in this log)" if self.unlogged else ""
         return (
             f"SUMMARY {counts} bytes={self.bytes_copied} "
-            f"seconds={self.seconds:.3f} exit={int(self.exit_code)}{dry}"
+            f"seconds={self.seconds:.3f} exit={int(self.exit_code)}{dry}{unlogged}"
         )
