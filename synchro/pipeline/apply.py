@@ -9,6 +9,7 @@ done, and nothing is changed.
 from __future__ import annotations
 
 import errno
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -229,8 +230,10 @@ class _Background:
         concurrency = ctx.rep.concurrency
         self.threads = concurrency.copies_in_flight
         self.min_size = concurrency.in_flight_min_size
-        self.jobs: list[Job[_Copy]] = []  # every job submitted, in order
-        self._next = 0  # jobs before this index are reported
+        # The jobs submitted and not reported yet, in order: a reported one
+        # is dropped, so that a first copy of a million files does not keep
+        # a million jobs (and their events) to the end of the run.
+        self.jobs: deque[Job[_Copy]] = deque()
         self._pool: CopyPool[_Copy] | None = None
 
     def takes(self, action: Action) -> bool:
@@ -258,27 +261,27 @@ class _Background:
         job = Job(_Copy(action, copy, written))
         self.jobs.append(job)
         self._pool.submit(job)
-        if len(self.jobs) - self._next > 2 * self.threads:
+        if len(self.jobs) > 2 * self.threads:
             self._finish_next()
 
     def count_running(self) -> None:
         """Tell the progress the bytes written so far by the copies not reported yet."""
         progress = self.ctx.progress
         assert progress is not None
-        for job in self.jobs[self._next :]:
+        for job in self.jobs:  # the jobs not reported yet
             assert job.item.action.src is not None
             job.item.written.tell(progress, job.item.action.src.size)
 
     def _finish_next(self) -> None:
-        job = self.jobs[self._next]
+        job = self.jobs[0]
         # An interruption while waiting leaves the job to close().
         if self.ctx.progress is None:
             job.done.wait()
         else:
             while not job.done.wait(PROGRESS_WAIT):
                 self.count_running()  # the bar moves while a large file is written
-        self._next += 1
         self._report(job, retry=True)
+        self.jobs.popleft()  # only now: an interrupted report leaves it to close()
 
     def _report(self, job: Job[_Copy], *, retry: bool) -> None:
         action, error = job.item.action, job.error
@@ -304,7 +307,7 @@ class _Background:
         job.reported = True
 
     def drain(self) -> None:
-        while self._next < len(self.jobs):
+        while self.jobs:
             self._finish_next()
 
     def close(self) -> None:
