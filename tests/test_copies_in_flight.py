@@ -19,7 +19,7 @@ from treeutil import BASE_NS, assert_rsync_clean, build, log_messages
 
 import synchro
 import synchro.pipeline.engine
-from synchro.endpoints.base import Source
+from synchro.endpoints.base import OnChunk, Source
 from synchro.endpoints.local.mounts import fs_name
 from synchro.endpoints.local.replica import LOCAL, ON_DEVICE, LocalReplica, concurrency_for
 from synchro.pipeline.helper import ENV
@@ -30,9 +30,9 @@ class Watched(LocalReplica):
 
     jobs: list[str] = []  # noqa: RUF012  # the copies run as jobs, in the order submitted
 
-    def copy_job(self, source: Source, folder: str, name: str):  # type: ignore[no-untyped-def]
+    def copy_job(self, source: Source, folder: str, name: str, on_chunk: OnChunk | None = None):  # type: ignore[no-untyped-def]
         Watched.jobs.append(f"{folder}/{name}")
-        return super().copy_job(source, folder, name)
+        return super().copy_job(source, folder, name, on_chunk)
 
 
 @pytest.fixture

@@ -252,7 +252,10 @@ class _Background:
         if self._pool is None:
             self._pool = CopyPool(_Copy.run, self.threads, discard=_Copy.discard)
         written = _Written()
-        told = None if self.ctx.progress is None else _chunks_told(action, self.ctx, written)
+        # A small file is one quick step, counted when done (as in _on_chunk):
+        # followed chunk by chunk, it could not take the compiled copy.
+        small = action.src is not None and action.src.size <= SMALL_COPY
+        told = None if self.ctx.progress is None or small else _chunks_told(action, self.ctx, written)
         try:
             copy = self.ctx.rep.copy_job(self.ctx.src, action.dir, action.name, told)
         except OSError:
