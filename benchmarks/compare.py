@@ -864,7 +864,8 @@ def selection(args: argparse.Namespace) -> list[tuple[str, str]]:
         if name not in SCENARIOS:
             raise SystemExit(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
     combos = [(t, s) for t in trees for s in scenarios]
-    return combos if args.all_combinations else [c for c in combos if c in TARGETS or c in ALLOC_TARGETS]
+    targeted = {*TARGETS, *ALLOC_TARGETS, *GROUP_PSS_TARGETS_MIB}
+    return combos if args.all_combinations else [c for c in combos if c in targeted]
 
 
 def run_all(args: argparse.Namespace, work: Path) -> int:
