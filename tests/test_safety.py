@@ -344,11 +344,12 @@ def test_a_file_changed_while_copying_is_not_installed(
         write(pair.src / "doc", "old version", BASE_NS)
         pair.mirror()
     write(pair.src / "doc", "new version!", BASE_NS + SECOND)
-    opened: list[str] = []
+    opened: dict[int, str] = {}  # by descriptor: copies may run on several threads at once
 
     def opener(name: str, dir_fd: int) -> int:
-        opened.append(name)
-        return synchro.endpoints.local.filecopy.default_opener(name, dir_fd)
+        fd = synchro.endpoints.local.filecopy.default_opener(name, dir_fd)
+        opened[fd] = name
+        return fd
 
     real_copy = synchro.endpoints.local.filecopy._copy_data
 
@@ -356,7 +357,7 @@ def test_a_file_changed_while_copying_is_not_installed(
         # The bytes are in the temporary; now the source changes under us,
         # before the copy is checked against it.
         copied = real_copy(src, dst, on_chunk, size)
-        if opened[-1] == "doc":
+        if opened.get(src) == "doc":
             change(pair.src / "doc")
         return copied
 

@@ -187,6 +187,8 @@ def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
 # While waiting for a background copy, the bar is told the bytes written
 # so far at this interval.
 PROGRESS_WAIT = 0.1
+# Reported jobs are forgotten this many at a time (a bound on what a run keeps).
+FORGET_AFTER = 1024
 
 
 def _counted(action: Action, ctx: ApplyContext) -> None:
@@ -264,8 +266,10 @@ class _Background:
         self.threads = concurrency.copies_in_flight
         self.min_size = concurrency.in_flight_min_size
         self.actions = concurrency.actions_in_flight
-        self.jobs: list[Job[_Copy]] = []  # every job submitted, in order
-        self._next = 0  # jobs before this index are reported
+        # The jobs submitted, in order, since the reported ones were last
+        # forgotten (see _forget_reported); those before _next are reported.
+        self.jobs: list[Job[_Copy]] = []
+        self._next = 0
         self._pool: CopyPool[_Copy] | None = None
         # With actions in flight: the index in jobs of the last job of each path.
         self._last: dict[str, int] = {}
@@ -280,7 +284,10 @@ class _Background:
 
     def submit(self, action: Action) -> None:
         written = _Written()
-        told = None if self.ctx.progress is None else _chunks_told(action, self.ctx, written)
+        # A small file is one quick step, counted when done (as in _on_chunk):
+        # followed chunk by chunk, it could not take the compiled copy.
+        small = action.src is not None and action.src.size <= SMALL_COPY
+        told = None if self.ctx.progress is None or small else _chunks_told(action, self.ctx, written)
         try:
             copy = self.ctx.rep.copy_job(self.ctx.src, action.dir, action.name, told)
         except OSError:
@@ -351,6 +358,16 @@ class _Background:
                 self.count_running()  # the bar moves while a large file is written
         self._next += 1
         self._report(job, retry=True)
+        if self._next >= FORGET_AFTER:
+            self._forget_reported()
+
+    def _forget_reported(self) -> None:
+        """Drop the reported jobs, so that a first copy of a million files does not
+        keep a million jobs (and their events) to the end of the run."""
+        done = self._next
+        del self.jobs[:done]
+        self._next = 0
+        self._last = {path: index - done for path, index in self._last.items() if index >= done}
 
     def _report(self, job: Job[_Copy], *, retry: bool) -> None:
         action, error = job.item.action, job.error

@@ -32,11 +32,22 @@ from .filecopy import (
 from .probe import probe
 from .tree import LocalTree
 
-# A local file system answers in microseconds: a run is bound by the
+# A file system in memory answers in microseconds: a run is bound by the
 # interpreter, so it is shared with a forked process, and only copies of a
 # mebibyte or more go to threads (the kernel copies them without the GIL;
 # for a small file the hand-off costs more than the copy).
 LOCAL = Concurrency(fork_helper=True, copies_in_flight=4, in_flight_min_size=1 << 20)
+# Any other waits for a device (or a FUSE daemon, or a server): with a cold
+# cache a small file's copy is mostly waiting for its read, and the compiled
+# copy waits without the GIL, so copies of any size go to a few threads to
+# overlap the waits (benchmarks/README.md: 20k small files, cold, on ext4).
+ON_DEVICE = Concurrency(fork_helper=True, copies_in_flight=8, in_flight_min_size=0)
+IN_MEMORY = frozenset({"tmpfs", "ramfs"})
+
+
+def concurrency_for(fs_type: str) -> Concurrency:
+    """How a run on a local file system of this type (as mountinfo names it) is shared."""
+    return LOCAL if fs_type in IN_MEMORY else ON_DEVICE
 
 
 class LocalReplica(LocalTree):
@@ -68,6 +79,8 @@ class LocalReplica(LocalTree):
         self.keep_mode = capabilities.permissions
         self.keep_times = capabilities.times
         self.link_times = capabilities.times and capabilities.link_times
+        if self.concurrency is LOCAL:  # a subclass that states its own keeps it
+            self.concurrency = concurrency_for(capabilities.fs_type)
         return capabilities
 
     def close(self) -> None:
@@ -79,6 +92,7 @@ class LocalReplica(LocalTree):
         twin._attach(self.root, owns_root=False)
         twin.keep_owner, twin.keep_mode = self.keep_owner, self.keep_mode
         twin.keep_times, twin.link_times = self.keep_times, self.link_times
+        twin.concurrency = self.concurrency
         return twin
 
     # --- the actions

@@ -1,0 +1,119 @@
+"""Small files go to threads where the replica waits for a device, never where it is in memory.
+
+The local replica decides from its file system (as measured when the run
+starts): on tmpfs a copy is a few microseconds of system calls and threads
+would only add hand-offs, so only large files go in flight; on a disk
+(ext4 here, under ``tmp_path``) a copy waits for its read and every file
+goes in flight. Either way the mirror and the log are those of a run done
+in order.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from treeutil import BASE_NS, assert_rsync_clean, build, log_messages
+
+import synchro
+import synchro.pipeline.engine
+from synchro.endpoints.base import OnChunk, Source
+from synchro.endpoints.local.mounts import fs_name
+from synchro.endpoints.local.replica import LOCAL, ON_DEVICE, LocalReplica, concurrency_for
+from synchro.pipeline.helper import ENV
+
+
+class Watched(LocalReplica):
+    """The local replica as it is, recording the copies it was asked to run on a thread."""
+
+    jobs: list[str] = []  # noqa: RUF012  # the copies run as jobs, in the order submitted
+
+    def copy_job(self, source: Source, folder: str, name: str, on_chunk: OnChunk | None = None):  # type: ignore[no-untyped-def]
+        Watched.jobs.append(f"{folder}/{name}")
+        return super().copy_job(source, folder, name, on_chunk)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount_point)], check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    Watched.jobs = []
+    monkeypatch.setattr(
+        synchro.pipeline.engine, "replica_at", lambda path, options=None, say=None: Watched(path)
+    )
+    monkeypatch.setenv(ENV, "1")  # one process: every job is recorded here
+    return Watched.jobs
+
+
+def small_tree(src: Path) -> list[str]:
+    src.mkdir()
+    build(
+        src, {f"d{i}": {f"f{j}": f"{i}-{j}" * (j + 1) for j in range(15)} for i in range(4)}, mtime_ns=BASE_NS
+    )
+    return sorted(f"d{i}/f{j}" for i in range(4) for j in range(15))
+
+
+def test_the_file_system_type_decides() -> None:
+    assert concurrency_for("tmpfs") is LOCAL
+    assert concurrency_for("ramfs") is LOCAL
+    for fs_type in ("ext4", "xfs", "btrfs", "exfat", "vfat", "fuse.sshfs", "nfs4"):
+        assert concurrency_for(fs_type) is ON_DEVICE
+    assert ON_DEVICE.in_flight_min_size == 0 < ON_DEVICE.copies_in_flight
+    assert ON_DEVICE.fork_helper and LOCAL.fork_helper
+
+
+def test_on_a_disk_every_small_file_is_copied_in_flight(tmp_path: Path, watched: list[str]) -> None:
+    if fs_name((tmp_path).stat().st_dev) != "ext4":
+        pytest.skip("the test folder is not on ext4 here")
+    src, rep = tmp_path / "src", tmp_path / "rep"
+    files = small_tree(src)
+    rep.mkdir()
+
+    report = synchro.mirror(src, rep, logpath=tmp_path)
+
+    assert report.exit_code == 0 and len(report.added) == 4 + len(files)
+    assert sorted(watched) == files
+    assert_rsync_clean(src, rep)
+    added = [line for line in log_messages(tmp_path) if line.startswith("ADDED ")]
+    assert len(added) == len(set(added)) == 4 + len(files)
+
+
+def test_on_tmpfs_small_files_are_copied_in_order(tmp_path: Path, tmpfs: Path, watched: list[str]) -> None:
+    src, rep = tmp_path / "src", tmpfs / "rep"
+    files = small_tree(src)
+    rep.mkdir()
+
+    report = synchro.mirror(src, rep, logpath=tmp_path)
+
+    assert report.exit_code == 0 and len(report.added) == 4 + len(files)
+    assert watched == []
+    assert_rsync_clean(src, rep)
+
+
+def test_a_run_shared_with_the_helper_on_a_disk_is_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through the command, shared with the helper where the machine allows it:
+    # a replica on a disk is mirrored exactly, each file logged once.
+    src, rep = tmp_path / "src", tmp_path / "rep"
+    src.mkdir()
+    build(src, {f"d{i}": {f"f{j}": "x" * j for j in range(40)} for i in range(12)}, mtime_ns=BASE_NS)
+    rep.mkdir()
+    monkeypatch.setenv(ENV, "2")
+
+    report = synchro.mirror(src, rep, logpath=tmp_path)
+
+    assert report.exit_code == 0 and len(report.added) == 12 + 12 * 40
+    assert_rsync_clean(src, rep)
+    added = [line for line in log_messages(tmp_path) if line.startswith("ADDED ")]
+    assert len(added) == len(set(added)) == 12 + 12 * 40
