@@ -21,6 +21,7 @@ which kind of replica it talks to. rclone's per-backend ``Features`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 # What Windows refuses in a name, and with it exFAT and FAT (and NTFS as
@@ -187,3 +188,31 @@ def chars_words(chars: str) -> str:
     if len(shown) < len(chars):
         words = f"{words} or control characters" if words else "control characters"
     return words
+
+
+# How a probe measures the step of the times a file system keeps: an even
+# second well inside every file system's range (FAT: 1980-2107), then a time
+# with a fraction that no step keeps, then an odd second (FAT keeps even ones
+# only).
+PROBE_BASE_NS = 1_600_000_000 * 10**9
+_FRACTION = PROBE_BASE_NS + 1_234_567_891
+_ODD_SECOND = PROBE_BASE_NS + 3 * 10**9
+# The steps file systems keep times in: ns (ext4, tmpfs), 100 ns (NTFS),
+# µs, ms, 10 ms (exFAT), 1 s (exfat-fuse, SFTP), 2 s (FAT).
+_STEPS = (1, 100, 10**3, 10**6, 10**7, 10**9, 2 * 10**9)
+
+
+def time_step(set_time: Callable[[int], None], get_time: Callable[[], int]) -> int | None:
+    """The step of the times kept, measured by setting and reading back two
+    times; None when times cannot be set (or do not stick)."""
+    try:
+        set_time(_FRACTION)
+        first = get_time()
+        if first == _FRACTION:
+            return 1
+        set_time(_ODD_SECOND)
+        second = get_time()
+    except OSError:
+        return None
+    worst = max(abs(first - _FRACTION), abs(second - _ODD_SECOND))
+    return next((step for step in _STEPS if worst < step), None)

@@ -35,21 +35,18 @@ import stat
 from collections.abc import Callable
 
 from ..base import TEMP_PREFIX
-from ..capabilities import FULL_POSIX, WINDOWS_FORBIDDEN, WINDOWS_PRINTABLE, Capabilities
+from ..capabilities import (
+    FULL_POSIX,
+    WINDOWS_FORBIDDEN,
+    WINDOWS_PRINTABLE,
+    Capabilities,
+    time_step,
+)
 from .flags import O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW
 from .mounts import MOUNTINFO, fs_name
 
 PROBE_NAME = f"{TEMP_PREFIX}probe"
 
-# An even second well inside every file system's range (FAT: 1980-2107),
-# then a time with a fraction that no step keeps, then an odd second (FAT
-# keeps even ones only).
-_BASE_NS = 1_600_000_000 * 10**9
-_FRACTION = _BASE_NS + 1_234_567_891
-_ODD_SECOND = _BASE_NS + 3 * 10**9
-# The steps file systems keep times in: ns (ext4, tmpfs), 100 ns (NTFS),
-# µs, ms, 10 ms (exFAT), 1 s (exfat-fuse, SFTP), 2 s (FAT).
-_STEPS = (1, 100, 10**3, 10**6, 10**7, 10**9, 2 * 10**9)
 
 _FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC
 _DIR = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
@@ -116,12 +113,12 @@ def _measure(folder: int, fs_type: str, *, as_root: bool) -> Capabilities:
         case_sensitive = not _exists(folder, _CASE_SWAPPED)
         owners = _owners(fd, as_root=as_root)
         permissions = _permissions(fd)
-        precision = _precision(lambda ns: os.utime(fd, ns=(ns, ns)), lambda: os.fstat(fd).st_mtime_ns)
+        precision = time_step(lambda ns: os.utime(fd, ns=(ns, ns)), lambda: os.fstat(fd).st_mtime_ns)
     finally:
         os.close(fd)
     symlinks = _succeeds(lambda: os.symlink(_CASE, "link", dir_fd=folder))
     link_precision = (
-        _precision(
+        time_step(
             lambda ns: os.utime("link", ns=(ns, ns), dir_fd=folder, follow_symlinks=False),
             lambda: os.stat("link", dir_fd=folder, follow_symlinks=False).st_mtime_ns,
         )
@@ -164,21 +161,6 @@ def _owners(fd: int, *, as_root: bool) -> bool:
 def _permissions(fd: int) -> bool:
     # exfat-fuse accepts any chmod and keeps 0777: only reading back tells.
     return _succeeds(lambda: os.fchmod(fd, 0o640)) and stat.S_IMODE(os.fstat(fd).st_mode) == 0o640
-
-
-def _precision(set_time: Callable[[int], None], get_time: Callable[[], int]) -> int | None:
-    """The step of the times kept, or None when times cannot be set (or do not stick)."""
-    try:
-        set_time(_FRACTION)
-        first = get_time()
-        if first == _FRACTION:
-            return 1
-        set_time(_ODD_SECOND)
-        second = get_time()
-    except OSError:
-        return None
-    worst = max(abs(first - _FRACTION), abs(second - _ODD_SECOND))
-    return next((step for step in _STEPS if worst < step), None)
 
 
 def _forbidden(folder: int) -> str:

@@ -16,15 +16,10 @@ import stat
 from collections.abc import Callable
 
 from ..base import TEMP_PREFIX
-from ..capabilities import WINDOWS_FORBIDDEN, Capabilities
+from ..capabilities import PROBE_BASE_NS, WINDOWS_FORBIDDEN, Capabilities, time_step
 from .attributes import WINDOWS
 
 PROBE_NAME = f"{TEMP_PREFIX}probe"
-
-_BASE_NS = 1_600_000_000 * 10**9
-_FRACTION = _BASE_NS + 1_234_567_891
-_ODD_SECOND = _BASE_NS + 3 * 10**9
-_STEPS = (1, 100, 10**3, 10**6, 10**7, 10**9, 2 * 10**9)
 
 
 def probe(root: str, *, as_root: bool) -> Capabilities:
@@ -52,7 +47,7 @@ def _measure(folder: str, fs_type: str, *, as_root: bool) -> Capabilities:
     with open(probe_file, "wb"):
         pass
     case_sensitive = not os.path.lexists(os.path.join(folder, "CaSe"))
-    precision = _precision(
+    precision = time_step(
         lambda ns: os.utime(probe_file, ns=(ns, ns)), lambda: os.lstat(probe_file).st_mtime_ns
     )
     link = os.path.join(folder, "link")
@@ -61,7 +56,7 @@ def _measure(folder: str, fs_type: str, *, as_root: bool) -> Capabilities:
     link_times = (
         symlinks
         and not WINDOWS
-        and _succeeds(lambda: os.utime(link, ns=(_BASE_NS, _BASE_NS), follow_symlinks=False))
+        and _succeeds(lambda: os.utime(link, ns=(PROBE_BASE_NS, PROBE_BASE_NS), follow_symlinks=False))
     )
     if WINDOWS:
         # Read-only, hidden and system (attributes.py); no owners, no FIFOs.
@@ -108,20 +103,6 @@ def _owners(path: str) -> bool:
         return False
     st = os.lstat(path)
     return (st.st_uid, st.st_gid) == (uid, gid)
-
-
-def _precision(set_time: Callable[[int], None], get_time: Callable[[], int]) -> int | None:
-    try:
-        set_time(_FRACTION)
-        first = get_time()
-        if first == _FRACTION:
-            return 1
-        set_time(_ODD_SECOND)
-        second = get_time()
-    except OSError:
-        return None
-    worst = max(abs(first - _FRACTION), abs(second - _ODD_SECOND))
-    return next((step for step in _STEPS if worst < step), None)
 
 
 def _creates(path: str | bytes) -> bool:
