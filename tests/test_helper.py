@@ -331,6 +331,7 @@ def test_a_helper_that_fails_while_applying_leaves_its_part_to_this_process(
 
 PER_FOLDER = 100  # files added in each folder: a sub-tree's first slice is SLICE copies
 KILLED_AFTER = 10  # copies the helper makes before it is killed, with no line sent
+HANG_GUARD_S = 120  # a broken hold fails the test after this long instead of hanging the suite
 
 
 def tree_for_a_killed_helper(pair: Pair) -> int:
@@ -432,6 +433,11 @@ def test_the_command_says_when_a_killed_helper_took_lines_with_it(pair: Pair) ->
     )
     os.close(told_w)
     try:
+        # A broken hold must fail the test, not hang the suite: the wait is
+        # bounded (generously: it only ends early when something is wrong).
+        ready, _, _ = select.select([told_r], [], [], HANG_GUARD_S)
+        if not ready:
+            pytest.fail(f"the helper neither reached its hold nor ended within {HANG_GUARD_S} s")
         with os.fdopen(told_r) as told:
             helper = told.readline()  # "" if the command ended without reaching the hold
         if not helper:
