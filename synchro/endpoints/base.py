@@ -278,3 +278,97 @@ class ForkableReplica(Replica, Protocol):
     def forked(self) -> ForkableReplica:
         """The same replica for the child process, keeping what :meth:`Replica.measure` decided."""
         ...
+
+
+class Folders(Protocol):
+    """A local folder tree that the features read and write whole: a replica, a
+    versions folder or one of its run folders, a restore's target.
+
+    What :mod:`synchro.features.versions`, :mod:`~synchro.features.restore`
+    and :mod:`~synchro.features.verify` do to local trees goes through here,
+    so that their decisions exist once: through folder descriptors where the
+    system has them (:class:`synchro.endpoints.local.folders.DescriptorFolders`),
+    through paths elsewhere (:class:`synchro.endpoints.portable.folders.PathFolders`,
+    Windows). ``rel`` is ``/``-separated and relative to the root (``""``:
+    the root). Nothing is ever followed. The ``*_from`` methods act on the
+    entry at the same ``rel`` in ``other``, a tree of the same kind: a run
+    folder holds each kept entry at its path in the replica, and a restore
+    writes each entry at its path in the pair.
+    """
+
+    def lookup(self, rel: str) -> Meta | None:
+        """The entry at ``rel``, not followed; None if absent (or below a file or a link)."""
+        ...
+
+    def list(self, rel: str) -> Listing:
+        """Folder ``rel``'s entries (see :meth:`Tree.list`); raises OSError."""
+        ...
+
+    def first_names(self, rel: str, count: int) -> tuple[str, ...]:
+        """Up to ``count`` names in folder ``rel``, without listing it whole."""
+        ...
+
+    def open_read(self, rel: str) -> int:
+        """A descriptor reading file ``rel`` (never through a link; access time left
+        alone where allowed). Raises OSError, ``EINVAL`` if it is not a regular file."""
+        ...
+
+    def create(self, rel: str) -> int:
+        """A descriptor writing file ``rel``, made (owner-only) or emptied; never through a link."""
+        ...
+
+    def sync(self, rel: str, *, folder: bool) -> None:
+        """Flush file or folder ``rel`` to the disk (a folder: where the system can)."""
+        ...
+
+    def make_folder(self, rel: str) -> bool:
+        """Make folder ``rel`` (owner-only) unless there; True if made. ``EEXIST`` if
+        something else is there."""
+        ...
+
+    def subtree(self, rel: str) -> Folders:
+        """Folder ``rel`` as a tree of its own (closed by the caller)."""
+        ...
+
+    def set_folder_meta(self, rel: str, meta: Meta, *, keep_owner: bool) -> None:
+        """Give folder ``rel`` the permissions, times (and owner) of ``meta``."""
+        ...
+
+    def copy_link(self, rel: str, meta: Meta, *, keep_owner: bool) -> None:
+        """Make link ``rel`` with ``meta``'s target (and time), atomically."""
+        ...
+
+    def copy_from(self, other: Folders, rel: str, *, keep_owner: bool) -> int:
+        """Copy file ``rel`` of ``other`` to ``rel`` here, atomically, with its
+        permissions and times; return the bytes. Raises SourceChanged, SourceVanished."""
+        ...
+
+    def link_from(self, other: Folders, rel: str) -> None:
+        """Add a hard link at ``rel`` to ``other``'s entry ``rel`` (a link itself, never
+        its target). Raises OSError as ``link`` does: ``EXDEV`` across file systems,
+        ``EPERM``/``EOPNOTSUPP`` where hard links are refused."""
+        ...
+
+    def move_from(self, other: Folders, rel: str) -> None:
+        """Move ``other``'s entry ``rel`` here with one rename (``EXDEV`` across file systems)."""
+        ...
+
+    def replace(self, rel: str, new: str) -> None:
+        """Rename entry ``rel`` to ``new``, replacing what is there."""
+        ...
+
+    def remove(self, rel: str) -> None:
+        """Remove file or link ``rel`` (FileNotFoundError if absent)."""
+        ...
+
+    def remove_folder(self, rel: str) -> None:
+        """Remove the empty folder ``rel``."""
+        ...
+
+    def remove_tree(self, rel: str) -> None:
+        """Remove entry ``rel``, and all it holds if it is a folder; absent is fine."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what is held open."""
+        ...

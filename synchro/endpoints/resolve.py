@@ -12,12 +12,13 @@ here, by its scheme, as fsspec resolves a protocol (``sftp://``:
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 
 from ..errors import ConfigError
 from ..options import MirrorOptions
-from .base import Replica, Source
+from .base import Folders, Replica, Source
 from .capabilities import WINDOWS_NATIVE, Capabilities
 from .local.filecopy import Opener, default_opener
 
@@ -26,9 +27,11 @@ __all__ = [
     "Opener",
     "default_opener",
     "local_endpoint",
+    "open_folders",
     "open_source",
     "remote_replica_at",
     "replica_at",
+    "replica_folders",
     "source_limits",
 ]
 
@@ -53,12 +56,35 @@ def local_endpoint() -> str:
     return chosen
 
 
-def require_descriptors(feature: str) -> None:
-    """Refuse ``feature`` (ConfigError, exit 2) where it needs the descriptor-based endpoint."""
-    if local_endpoint() != "local":
-        raise ConfigError(
-            f"{feature} needs folder descriptors, which this system lacks (Windows): not available here yet"
-        )
+def open_folders(path: str) -> Folders:
+    """The local folder at ``path`` (resolved) as the features read and write it
+    (versions, restore, verify): through descriptors or paths, as the mirror. Raises OSError."""
+    if local_endpoint() == "portable":
+        from .portable.folders import PathFolders
+
+        if not os.path.isdir(path):
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", path)
+        return PathFolders(path)
+    from .local.folders import DescriptorFolders
+
+    return DescriptorFolders.open(path)
+
+
+def replica_folders(replica: Replica) -> Folders | None:
+    """The open local ``replica``'s folders, as its run holds them (not to be closed); None
+    for a replica elsewhere."""
+    from .local.replica import LocalReplica
+    from .portable.replica import PortableReplica
+
+    if isinstance(replica, LocalReplica):
+        from .local.folders import DescriptorFolders
+
+        return DescriptorFolders(replica.stack, owned=False)
+    if isinstance(replica, PortableReplica):
+        from .portable.folders import PathFolders
+
+        return PathFolders(replica.folder)
+    return None
 
 
 def source_limits() -> Capabilities | None:

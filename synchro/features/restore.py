@@ -20,25 +20,24 @@ entry is how the path was (restored), an addition means it was not there
 from the replica as it is. A folder is the union of what these hold, up to
 a run that replaced it by a file or link or that added it anew.
 
-Every read and write is relative to folders opened with ``O_NOFOLLOW``;
-files are written to a temporary name and renamed, as the mirror does.
+Nothing is followed: every read and write goes through the trees as the
+mirror reaches them (:class:`~synchro.endpoints.base.Folders`: relative to
+folders opened with ``O_NOFOLLOW``, or through paths on Windows); files are
+written to a temporary name and renamed, as the mirror does.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..endpoints.base import SourceChanged, SourceVanished
-from ..endpoints.local.fds import DIR_FLAGS, DirStack, open_root
-from ..endpoints.local.fdtree import join, lookup, make_folder, remove_tree
-from ..endpoints.local.filecopy import copy_file, copy_link, set_folder_meta
-from ..endpoints.local.scan import Kind, Meta, describe, list_folder
-from ..endpoints.resolve import require_descriptors
+from ..endpoints.base import LOCK_NAME, Folders, Kind, Meta, SourceChanged, SourceVanished, describe
+from ..endpoints.local.fdtree import join
+from ..endpoints.resolve import open_folders, replica_at
 from ..errors import ConfigError, ExitCode
-from ..pipeline.lock import ReplicaLock
 from ..pipeline.log import escape
 from ..pipeline.roots import is_remote, place, resolve, where_in
 from .versions import ADDED_SUFFIX, EVERYTHING, addition_lists, clean_path, parse_at, read_added, run_folders
@@ -85,14 +84,14 @@ def _count(number: int, one: str, many: str = "") -> str:
 class _Tree:
     """What the restored state is read from: one run from the restored moment on, or the replica."""
 
-    stack: DirStack | None  # the run folder (or the replica); None: a run that only added
+    folders: Folders | None  # the run folder (or the replica); None: a run that only added
     remote: SftpReplica | None = None  # the replica, when it is on a server (stack is None then)
     added: set[str] = field(default_factory=set)  # the paths the run added
     above: set[str] = field(default_factory=set)  # the folders with an added path below them
     everything: bool = False  # the run was into an empty replica: all it holds it added
 
-    def read_added(self, root_fd: int, name: str) -> None:
-        for path in read_added(root_fd, name):
+    def read_added(self, kept: Folders, name: str) -> None:
+        for path in read_added(kept, name):
             if path == EVERYTHING:
                 self.everything = True
                 continue
@@ -109,18 +108,21 @@ class _Tree:
     @property
     def holds(self) -> bool:
         """Whether this tree holds entries (a run that only added holds none)."""
-        return self.stack is not None or self.remote is not None
+        return self.folders is not None or self.remote is not None
 
     def listing(self, rel: str) -> dict[str, Meta]:
         if self.remote is not None:
             return self.remote.list(rel).entries
-        assert self.stack is not None
-        return list_folder(self.stack.fd(rel)).entries
+        assert self.folders is not None
+        entries = self.folders.list(rel).entries
+        if not rel:
+            entries.pop(LOCK_NAME, None)  # the run lock's file (Windows): never part of the pair
+        return entries
 
     def lookup(self, rel: str) -> Meta | None:
         if self.remote is not None:
             return self.remote.lookup(rel)
-        return lookup(self.stack, rel) if self.stack is not None else None
+        return self.folders.lookup(rel) if self.folders is not None else None
 
 
 # The trees a folder's content is read from, in order: (tree index, whether
@@ -274,7 +276,6 @@ def restore(
             profile=profile,
             emit=emit,
         )
-    require_descriptors("restore")
     say: Emit = emit if emit is not None else (lambda line: None)
     rel = clean_path(path)
     moment = parse_at(at) if at else None
@@ -295,14 +296,12 @@ def restore(
     goal = resolve(target)
     _check_target(goal, rep, kept, resolve(source) if source is not None else None, force=force)
 
-    with ReplicaLock(rep):
-        fds: list[int] = []
+    with replica_at(rep).lock():
         trees: list[_Tree] = []
         try:
             if moment is not None and kept is not None and os.path.isdir(kept):
-                _open_runs(kept, moment, trees, fds)
-            fds.append(open_root(rep))
-            trees.append(_Tree(DirStack(fds[-1])))
+                _open_runs(kept, moment, trees)
+            trees.append(_Tree(open_folders(rep)))
             if rel:
                 _check_path(trees, rel, moment)
             report = RestoreReport(goal, rel, moment)
@@ -311,10 +310,8 @@ def restore(
             _write(trees, rel, goal, report, say)
         finally:
             for tree in trees:
-                if tree.stack is not None:
-                    tree.stack.close()
-            for fd in fds:
-                os.close(fd)
+                if tree.folders is not None:
+                    tree.folders.close()
     return report
 
 
@@ -350,29 +347,26 @@ def _restore_remote(
     return report
 
 
-def _open_runs(kept: str, moment: str, trees: list[_Tree], fds: list[int]) -> None:
-    """Add to ``trees`` the runs from ``moment`` on, oldest first (their descriptors to ``fds``)."""
-    kept_fd = open_root(kept)
+def _open_runs(kept: str, moment: str, trees: list[_Tree]) -> None:
+    """Add to ``trees`` the runs from ``moment`` on, oldest first (the caller closes them)."""
+    versions = open_folders(kept)
     try:
-        folders, lists = set(run_folders(kept_fd)), set(addition_lists(kept_fd))
+        folders, lists = set(run_folders(versions)), set(addition_lists(versions))
         for name in sorted(folders | lists):
             if name < moment:
                 continue
-            tree = _Tree(None)
-            if name in folders:
-                fds.append(os.open(name, DIR_FLAGS, dir_fd=kept_fd))
-                tree.stack = DirStack(fds[-1])
-            trees.append(tree)  # before reading: its descriptors are closed whatever happens
+            tree = _Tree(versions.subtree(name) if name in folders else None)
+            trees.append(tree)  # before reading: it is closed whatever happens
             if name in lists:
                 try:
-                    tree.read_added(kept_fd, name)
+                    tree.read_added(versions, name)
                 except OSError as error:
                     shown = escape(os.path.join(kept, name + ADDED_SUFFIX))
                     raise ConfigError(
                         f"cannot read the list of additions {shown}: {describe(error)}"
                     ) from None
     finally:
-        os.close(kept_fd)
+        versions.close()
 
 
 def _check_path(trees: list[_Tree], rel: str, moment: str | None) -> None:
@@ -388,20 +382,18 @@ def _refuse_replacing(trees: list[_Tree], rel: str, goal: str, force: bool) -> N
     """Without ``force``, refuse (before writing anything) to replace what the target holds."""
     if force or not os.path.isdir(goal):
         return
-    target_fd = open_root(goal)
-    target = DirStack(target_fd)
+    target = open_folders(goal)
     clashes = []
     try:
         for node in _nodes(trees, rel):
             if node.leave or not node.rel:
                 continue
-            there = lookup(target, node.rel)
+            there = target.lookup(node.rel)
             if there is None or (there.kind is Kind.DIR and node.meta.kind is Kind.DIR):
                 continue
             clashes.append(node.rel)
     finally:
         target.close()
-        os.close(target_fd)
     if clashes:
         count = len(clashes)
         raise ConfigError(
@@ -411,9 +403,8 @@ def _refuse_replacing(trees: list[_Tree], rel: str, goal: str, force: bool) -> N
 
 
 def _write(trees: list[_Tree], rel: str, goal: str, report: RestoreReport, say: Emit) -> None:
-    keep_owner = os.geteuid() == 0
-    target_fd = open_root(goal)
-    target = DirStack(target_fd)
+    keep_owner = hasattr(os, "geteuid") and os.geteuid() == 0  # Windows has no owners to give
+    target = open_folders(goal)
     made: set[str] = set()  # folders created here: they get their metadata even on the way
     broken: set[str] = set()  # folders that could not be made: their content is skipped
     try:
@@ -427,7 +418,7 @@ def _write(trees: list[_Tree], rel: str, goal: str, report: RestoreReport, say: 
             try:
                 if node.leave:
                     if node.own or node.rel in made:
-                        set_folder_meta(target.fd(node.rel), node.meta, keep_owner=keep_owner)
+                        target.set_folder_meta(node.rel, node.meta, keep_owner=keep_owner)
                     continue
                 if node.meta.kind is Kind.SPECIAL:
                     report.skipped.append(shown)
@@ -435,25 +426,24 @@ def _write(trees: list[_Tree], rel: str, goal: str, report: RestoreReport, say: 
                     continue
                 if not node.rel:
                     continue  # the target folder itself: its metadata comes at its leave
-                there = lookup(target, node.rel)
-                folder_fd = target.fd(parent)
+                there = target.lookup(node.rel)
                 if there is not None and (there.kind is Kind.DIR) != (node.meta.kind is Kind.DIR):
-                    remove_tree(folder_fd, name)  # checked by _refuse_replacing unless forced
+                    target.remove_tree(node.rel)  # checked by _refuse_replacing unless forced
                 if node.meta.kind is Kind.DIR:
-                    if make_folder(folder_fd, name):
+                    if target.make_folder(node.rel):
                         made.add(node.rel)
                 elif node.meta.kind is Kind.LINK:
-                    copy_link(folder_fd, name, node.meta, keep_owner=keep_owner)
+                    target.copy_link(node.rel, node.meta, keep_owner=keep_owner)
                 else:
                     origin = trees[node.origin]
                     if origin.remote is not None:
                         report.bytes_copied += origin.remote.download(
-                            parent, name, target.fd(parent), keep_owner=keep_owner
+                            parent, name, _descriptor(target, parent), keep_owner=keep_owner
                         )
                     else:
-                        assert origin.stack is not None  # a node comes from a tree that holds it
-                        report.bytes_copied += copy_file(
-                            origin.stack.fd(parent), target.fd(parent), name, keep_owner=keep_owner
+                        assert origin.folders is not None  # a node comes from a tree that holds it
+                        report.bytes_copied += target.copy_from(
+                            origin.folders, node.rel, keep_owner=keep_owner
                         )
                     report.files += 1
             except (OSError, SourceChanged, SourceVanished) as error:
@@ -468,4 +458,12 @@ def _write(trees: list[_Tree], rel: str, goal: str, report: RestoreReport, say: 
                 say(f"RESTORED {shown}")
     finally:
         target.close()
-        os.close(target_fd)
+
+
+def _descriptor(target: Folders, folder: str) -> int:
+    """The descriptor of ``folder`` in the target: what a download from a server writes through."""
+    from ..endpoints.local.folders import DescriptorFolders
+
+    if not isinstance(target, DescriptorFolders):  # sftp:// is not reached where descriptors are missing
+        raise OSError(errno.EOPNOTSUPP, "a restore from a server needs folder descriptors")
+    return target.stack.fd(folder)

@@ -3,7 +3,7 @@
 The mirror's quick check trusts size and modification time, so a bit flipped
 on the backup drive, or a file edited behind the tool's back with its time
 put back, goes unseen. :func:`verify_trees` reads both trees (folder by
-folder through descriptors, never following links), hashes each pair of
+folder as the mirror reaches them, never following links), hashes each pair of
 same-size files with BLAKE2b in chunks (memory stays bounded whatever the
 file size), and compares types, link targets and metadata as the mirror
 keeps them: permission bits and modification times (and owners when run as
@@ -31,24 +31,19 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-from ..endpoints.base import TEMP_PREFIX
+from ..endpoints.base import LOCK_NAME, TEMP_PREFIX, Folders, Kind, Listing, Meta, describe
 from ..endpoints.capabilities import FULL_POSIX, Capabilities
-from ..endpoints.local.fds import DirStack, open_root
-from ..endpoints.local.filecopy import CHUNK, READ_FLAGS
-from ..endpoints.local.replica import measure
-from ..endpoints.local.scan import Kind, Listing, Meta, describe, list_folder, meta_of
-from ..endpoints.resolve import require_descriptors
+from ..endpoints.local.filecopy import CHUNK
+from ..endpoints.resolve import open_folders, replica_at
 from ..errors import ExitCode
 from ..options import MirrorOptions
 from ..pipeline.exclude import Excluder
-from ..pipeline.lock import ReplicaLock
 from ..pipeline.log import escape, log_dir
 from ..pipeline.plan import PlanRules, same_time, time_window
 from ..pipeline.roots import check_roots, is_remote
@@ -134,7 +129,7 @@ def rules_for(options: MirrorOptions, logs_in_source: str | None = None) -> Veri
         excluded=excluder if excluder else None,
         delete_excluded=options.delete_excluded,
         modify_window_ns=options.modify_window_ns,
-        keep_owner=os.geteuid() == 0,
+        keep_owner=hasattr(os, "geteuid") and os.geteuid() == 0,  # Windows: no owners
     )
 
 
@@ -151,17 +146,6 @@ def _time(ns: int) -> str:
     return f"{datetime.fromtimestamp(seconds):%Y-%m-%d %H:%M:%S}.{rest:09d}"
 
 
-def _open_quietly(name: str, dir_fd: int) -> int:
-    """Open for reading without following links, and without touching the access time if allowed."""
-    noatime = getattr(os, "O_NOATIME", 0)
-    if noatime:
-        try:
-            return os.open(name, READ_FLAGS | noatime, dir_fd=dir_fd)
-        except PermissionError:
-            pass  # O_NOATIME is for the file's owner (or root) only
-    return os.open(name, READ_FLAGS, dir_fd=dir_fd)
-
-
 class _Side(Protocol):
     """One side of the comparison: a local folder, or a replica on a server."""
 
@@ -175,24 +159,26 @@ class _Side(Protocol):
 
 
 class _Local:
-    """A local folder, read through descriptors (never following a link)."""
+    """A local folder, read as the mirror reads it (never following a link)."""
 
-    def __init__(self, stack: DirStack, root_fd: int) -> None:
-        self.stack, self.root_fd = stack, root_fd
+    def __init__(self, folders: Folders) -> None:
+        self.folders = folders
 
     def list(self, rel: str) -> Listing:
-        return list_folder(self.stack.fd(rel))
+        return self.folders.list(rel)
 
     def root(self) -> Meta:
-        return meta_of(os.fstat(self.root_fd))
+        meta = self.folders.lookup("")
+        if meta is None:
+            raise FileNotFoundError(errno.ENOENT, "the folder is gone")
+        return meta
 
     def digest(self, rel: str, name: str, read: Callable[[int], None]) -> bytes:
         import hashlib  # only a verification pays for it
 
-        fd = _open_quietly(name, self.stack.fd(rel))
+        # The access time stays as it was where the system allows it.
+        fd = self.folders.open_read(_join(rel, name))
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(errno.EINVAL, "is no longer a regular file")
             digest = hashlib.blake2b(digest_size=32)
             while chunk := os.read(fd, CHUNK):
                 digest.update(chunk)
@@ -331,6 +317,8 @@ class _Verifier:
         rel, src_list, rep_list = frame.rel, frame.src, frame.rep
         path = _join(rel, name)
         s, r = src_list.entries.get(name), rep_list.entries.get(name)
+        if not rel and name == LOCK_NAME:
+            return False  # the run lock's file (Windows): never mirrored, never deleted
         for side, listing in (("source", src_list), ("replica", rep_list)):
             if name in listing.errors:
                 self.found("failed", escape(path), f"cannot read it in the {side}: {listing.errors[name]}")
@@ -441,17 +429,15 @@ def verify_trees(
     shown = replica if isinstance(replica, str) else replica.url
     report = VerifyReport(source, shown)
     emit(f"VERIFY source={escape(source)} replica={escape(shown)}")
-    fds = [open_root(source)]
-    stacks = [DirStack(fds[0])]
+    trees = [open_folders(source)]
     bar = None
     try:
-        src: _Side = _Local(stacks[0], fds[0])
+        src: _Side = _Local(trees[0])
         rep: _Side
         if isinstance(replica, str):
-            fds.append(open_root(replica))
-            stacks.append(DirStack(fds[1]))
-            rep = _Local(stacks[1], fds[1])
-            holds = measure(fds[1], as_root=rules.keep_owner)
+            trees.append(open_folders(replica))
+            rep = _Local(trees[1])
+            holds = _measure(replica, as_root=rules.keep_owner)
         else:
             rep = _Remote(replica)
             holds = replica.measure(as_root=rules.keep_owner)
@@ -477,10 +463,8 @@ def verify_trees(
     finally:
         if bar is not None:
             bar.close()
-        for stack in stacks:
-            stack.close()
-        for fd in fds:
-            os.close(fd)
+        for tree in trees:
+            tree.close()
     report.seconds = time.monotonic() - started
     emit(report.summary())
     return report
@@ -502,7 +486,6 @@ def run_verify(
     (its differences would be noise). ``console`` gets the lines (None:
     quiet); ``progress`` draws a bar on it (the caller checks for a terminal).
     """
-    require_descriptors("--verify")
     roots = check_roots(source, replica, log_dir(logpath) if logpath is not None else None)
     stream: TextIO | None = console
     factory: ProgressFactory | None = None
@@ -536,8 +519,18 @@ def run_verify(
     rules = rules_for(options, roots.logs_in_source)
     if is_remote(roots.replica):
         return _verify_remote(roots.source, roots.replica, options, rules, emit, factory)
-    with ReplicaLock(roots.replica):
+    with replica_at(roots.replica).lock():
         return verify_trees(roots.source, roots.replica, rules, emit=emit, progress=factory)
+
+
+def _measure(replica: str, *, as_root: bool) -> Capabilities:
+    """What the local replica folder holds, measured as a run measures it (by its endpoint)."""
+    endpoint = replica_at(replica)
+    endpoint.open()
+    try:
+        return endpoint.measure(as_root=as_root)
+    finally:
+        endpoint.close()
 
 
 def _verify_remote(

@@ -43,8 +43,11 @@ Retention (:class:`synchro.options.KeepVersions`) is applied at the end of a
 successful run: run folders that no rule keeps are removed (``PRUNED``), and
 with them the addition lists no complete restore can use any more.
 
-Like the engine, the keeper works relative to folders opened with
-``O_NOFOLLOW``, in the replica and in the versions folder alike.
+Like the engine, the keeper never follows a link, in the replica and in
+the versions folder alike: it reaches both as the mirror reaches the
+replica (:class:`~synchro.endpoints.base.Folders`: relative to folders
+opened with ``O_NOFOLLOW`` where the system has folder descriptors, through
+paths on Windows).
 """
 
 from __future__ import annotations
@@ -53,17 +56,22 @@ import contextlib
 import errno
 import os
 import re
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
-from ..endpoints.base import TEMP_PREFIX, SourceChanged, SourceVanished
-from ..endpoints.local.fds import DIR_FLAGS, DirStack, open_root
-from ..endpoints.local.fdtree import lookup, make_folder, remove_tree, tree_size
-from ..endpoints.local.filecopy import copy_file, copy_link, set_folder_meta
-from ..endpoints.local.scan import Kind, Meta, describe, meta_of
+from ..endpoints.base import (
+    LOCK_NAME,
+    TEMP_PREFIX,
+    Folders,
+    Kind,
+    Meta,
+    SourceChanged,
+    SourceVanished,
+    describe,
+)
+from ..endpoints.resolve import open_folders
 from ..errors import ConfigError
 from ..options import KeepVersions, MirrorOptions
 from ..pipeline.log import escape
@@ -161,7 +169,7 @@ class Keeper:
         clock: Clock = datetime.now,
         keep_owner: bool = False,
         fresh: bool = False,
-        replica: DirStack | None = None,
+        replica: Folders | None = None,
     ) -> None:
         self.root = root  # resolved by synchro.pipeline.roots.check_versions
         # The replica's folders, as the run holds them open: what is kept comes from there.
@@ -177,15 +185,14 @@ class Keeper:
         # The list of additions while the run goes: a temporary in the
         # versions folder (held open, as is that folder), renamed at close.
         self._added: BinaryIO | None = None
-        self._added_root = -1
+        self._added_root: Folders | None = None
         self._added_temp = f"{TEMP_PREFIX}{version_name(self.started)}{ADDED_SUFFIX}"
         self._added_done = False  # nothing more to list: everything said, or the list given up
         # The last folder this run added, with a "/": what is below it is new
         # too and goes without saying. The plan is depth first, so that
         # comes right after it: one path to remember, not a set of them.
         self._added_under: str | None = None
-        self._run_fd = -1
-        self._stack: DirStack | None = None
+        self._run: Folders | None = None
         # Version folders made by this run: the replica folder's metadata to
         # give them at close (intermediate ones: as the replica folder was;
         # kept folders: as planned, before this run emptied them).
@@ -212,49 +219,44 @@ class Keeper:
         rep = self._replica
         assert rep is not None, "a keeper that keeps is made with the replica's folders"
         is_folder = action.op is Op.RMDIR
-        name = action.name
-        try:
-            st = os.stat(name, dir_fd=rep.fd(action.dir), follow_symlinks=False)
-        except FileNotFoundError:
+        path = action.path
+        here = rep.lookup(path)
+        if here is None:
             return
-        if stat.S_ISDIR(st.st_mode) != is_folder:
+        if (here.kind is Kind.DIR) != is_folder:
             # Swapped since the scan: as the plain removal would, fail.
             code = errno.ENOTDIR if is_folder else errno.EISDIR
-            raise OSError(code, os.strerror(code), name)
-        target = self._version_dir(rep, action.dir)
-        rep_dir = rep.fd(action.dir)  # after: making version folders reads the replica's
+            raise OSError(code, os.strerror(code), action.name)
+        run = self._version_dir(rep, action.dir)
         if is_folder:
-            path = action.path
             try:
-                make_folder(target, name)
+                run.make_folder(path)
             except OSError as error:
                 raise self._failure(error) from None
             # As planned: the run has changed its time by emptying it.
-            self._folders[path] = action.rep if action.rep is not None else meta_of(st)
-            os.rmdir(name, dir_fd=rep_dir)
+            self._folders[path] = action.rep if action.rep is not None else here
+            rep.remove_folder(path)
         else:
             try:
-                os.stat(name, dir_fd=target, follow_symlinks=False)
-            except FileNotFoundError:
-                pass
+                there = run.lookup(path)
             except OSError as error:
                 raise self._failure(error) from None
-            else:
+            if there is not None:
                 # A rename would silently replace it: never lose a kept version.
                 raise KeepError(f"cannot keep the old version: {escape(self.folder or '')}/ already holds it")
             replaced = action.op in (Op.COPY, Op.LINK)
-            if not (self._link(rep_dir, target, name) if replaced else self._move(rep_dir, target, name)):
-                if not _exists(rep_dir, name):
+            if not (self._link(rep, run, path) if replaced else self._move(rep, run, path)):
+                if rep.lookup(path) is None:
                     return  # gone meanwhile: nothing to keep
-                if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                if here.kind not in (Kind.FILE, Kind.LINK):
                     # A socket, FIFO or device holds no data to copy across file systems.
-                    os.unlink(name, dir_fd=rep_dir)
+                    rep.remove(path)
                     return
                 # Another file system: a complete copy first, then (for a deletion) the removal.
-                if not self._copy_over(rep_dir, target, name, st):
+                if not self._copy_over(rep, run, path, here):
                     return
                 if not replaced:
-                    os.unlink(name, dir_fd=rep_dir)
+                    rep.remove(path)
         suffix = "/" if is_folder else ""
         self._emit(f"KEPT {escape(action.path)}{suffix} -> {escape(self.folder or '')}/")
 
@@ -289,93 +291,83 @@ class Keeper:
 
     def _open_added(self) -> BinaryIO:
         """Create the temporary list of additions (and the versions folder, not its parents)."""
-        root_fd = self._open_root()
+        root = self._open_root()
         try:
-            fd = os.open(
-                self._added_temp,
-                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=root_fd,
-            )
+            fd = root.create(self._added_temp)
         except OSError:
-            os.close(root_fd)
+            root.close()
             raise
-        self._added_root = root_fd
+        self._added_root = root
         self._added = os.fdopen(fd, "wb", buffering=ADDED_CHUNK)
         return self._added
 
     def _history(self) -> bool:
         """Whether the versions folder holds a run folder or a list: a past to go back to."""
         try:
-            root_fd = open_root(self.root)
+            root = open_folders(self.root)
         except FileNotFoundError:
             return False
         except OSError:
             return True  # then the list cannot be written either: a WARNING says so
         try:
-            return bool(run_folders(root_fd) or addition_lists(root_fd))
+            return bool(run_folders(root) or addition_lists(root))
         finally:
-            os.close(root_fd)
+            root.close()
 
     def _drop_added(self, reason: str) -> None:
         """Give up the list of additions: remove its temporary, say so once."""
         self._added_done = True
-        stream, root_fd = self._added, self._added_root
-        self._added, self._added_root = None, -1
+        stream, root = self._added, self._added_root
+        self._added, self._added_root = None, None
         if stream is not None:
             with contextlib.suppress(OSError):
                 stream.close()  # closes the descriptor even when the last write fails
-        if root_fd >= 0:
+        if root is not None:
             with contextlib.suppress(OSError):
-                os.unlink(self._added_temp, dir_fd=root_fd)
-            os.close(root_fd)
+                root.remove(self._added_temp)
+            root.close()
         self._emit(
             f"WARNING cannot list the entries this run added in {escape(self.root)}: {escape(reason)}; "
             "a restore --at before this run will include them"
         )
 
-    def _move(self, rep_dir: int, target: int, name: str) -> bool:
+    def _move(self, rep: Folders, run: Folders, path: str) -> bool:
         """Rename the entry into the version folder; False where that needs a copy (or it is gone)."""
         try:
-            os.rename(name, name, src_dir_fd=rep_dir, dst_dir_fd=target)
+            run.move_from(rep, path)
         except OSError as error:
             if error.errno in (errno.EXDEV, errno.ENOENT):
                 return False
             raise  # the replica's side (a read-only folder: the apply step retries)
         return True
 
-    def _link(self, rep_dir: int, target: int, name: str) -> bool:
+    def _link(self, rep: Folders, run: Folders, path: str) -> bool:
         """Add a hard link to the entry in the version folder (a link itself, never its target)."""
         try:
-            os.link(name, name, src_dir_fd=rep_dir, dst_dir_fd=target, follow_symlinks=False)
+            run.link_from(rep, path)
         except OSError as error:
             if error.errno in (errno.EXDEV, errno.ENOENT):
                 return False
             if error.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EACCES):
                 # No hard links here (FAT, exFAT; protected_hardlinks for another
                 # user's file; too many links): move it, the mirror writes the new one.
-                return self._move(rep_dir, target, name)
+                return self._move(rep, run, path)
             raise self._failure(error) from None
         return True
 
-    def _copy_over(self, rep_dir: int, target: int, name: str, st: os.stat_result) -> bool:
-        """Copy entry ``name`` into the version folder, synced; False if it vanished meanwhile."""
+    def _copy_over(self, rep: Folders, run: Folders, path: str, here: Meta) -> bool:
+        """Copy entry ``path`` into the version folder, synced; False if it vanished meanwhile."""
         try:
-            if stat.S_ISREG(st.st_mode):
-                copy_file(rep_dir, target, name, keep_owner=self._keep_owner)
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=target)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            if here.kind is Kind.FILE:
+                run.copy_from(rep, path, keep_owner=self._keep_owner)
+                run.sync(path, folder=False)
             else:
-                meta = meta_of(st, os.readlink(name, dir_fd=rep_dir))
-                copy_link(target, name, meta, keep_owner=self._keep_owner)
-            os.fsync(target)
+                run.copy_link(path, here, keep_owner=self._keep_owner)
+            run.sync(path.rpartition("/")[0], folder=True)
         except SourceVanished:
             return False
         except FileNotFoundError:
-            if not _exists(rep_dir, name):
+            if rep.lookup(path) is None:
                 return False
             raise self._failure(OSError(errno.ENOENT, os.strerror(errno.ENOENT))) from None
         except SourceChanged as error:
@@ -388,53 +380,46 @@ class Keeper:
         where = self.folder or self.root
         return KeepError(f"cannot keep the old version in {escape(where)}: {describe(error)}")
 
-    def _version_dir(self, rep: DirStack, rel: str) -> int:
-        """The descriptor of folder ``rel`` of the run folder, made (with its parents) if needed."""
-        stack = self._stack if self._stack is not None else self._open_run()
-        try:
-            return stack.fd(rel)
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            raise self._failure(error) from None
-        parts = rel.split("/")
+    def _version_dir(self, rep: Folders, rel: str) -> Folders:
+        """This run's folder, with folder ``rel`` in it made (with its parents) if needed."""
+        run = self._run if self._run is not None else self._open_run()
+        parts = rel.split("/") if rel else []
         for depth in range(1, len(parts) + 1):
             prefix = "/".join(parts[:depth])
             if prefix in self._folders:
                 continue
             # The replica's side first, outside the try: its errors are its own.
-            meta = meta_of(os.fstat(rep.fd(prefix)))
+            meta = rep.lookup(prefix)
+            if meta is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), prefix)
             try:
-                make_folder(stack.fd("/".join(parts[: depth - 1])), parts[depth - 1])
+                run.make_folder(prefix)
             except OSError as error:
                 raise self._failure(error) from None
             self._folders[prefix] = meta
-        try:
-            return stack.fd(rel)
-        except OSError as error:
-            raise self._failure(error) from None
+        return run
 
-    def _open_run(self) -> DirStack:
+    def _open_run(self) -> Folders:
         """Create this run's folder (and the versions folder, not its parents)."""
         try:
-            root_fd = self._open_root()
+            root = self._open_root()
             try:
                 for offset in range(NAME_TRIES):
                     name = version_name(self.started + timedelta(seconds=offset))
-                    if _exists(root_fd, name + ADDED_SUFFIX):
+                    if root.lookup(name + ADDED_SUFFIX) is not None:
                         continue  # an earlier run of that second that only added: not ours
                     try:
-                        os.mkdir(name, 0o700, dir_fd=root_fd)
+                        if root.make_folder(name):
+                            break
                     except FileExistsError:
-                        continue
-                    break
+                        continue  # something else has that name
                 else:
                     raise KeepError(
                         f"cannot keep the old version: no free folder name in {escape(self.root)}"
                     )
-                self._run_fd = os.open(name, DIR_FLAGS, dir_fd=root_fd)
+                self._run = root.subtree(name)
             finally:
-                os.close(root_fd)
+                root.close()
         except KeepError:
             raise
         except OSError as error:
@@ -442,22 +427,21 @@ class Keeper:
                 f"cannot keep the old version: cannot create a folder in {escape(self.root)}: {describe(error)}"
             ) from None
         self.name = name
-        self._stack = DirStack(self._run_fd)
-        return self._stack
+        return self._run
 
-    def _open_root(self) -> int:
+    def _open_root(self) -> Folders:
         """Open the versions folder, made if needed."""
         with contextlib.suppress(FileExistsError):
             # Not makedirs: a versions folder on a drive that is not
             # mounted must not be made on the root disk.
             os.mkdir(self.root, 0o700)
-        return open_root(self.root)
+        return open_folders(self.root)
 
-    def _free_name(self, root_fd: int) -> str:
+    def _free_name(self, root: Folders) -> str:
         """A run name for a run that only added: taken by no run folder nor list."""
         for offset in range(NAME_TRIES):
             name = version_name(self.started + timedelta(seconds=offset))
-            if not _exists(root_fd, name) and not _exists(root_fd, name + ADDED_SUFFIX):
+            if root.lookup(name) is None and root.lookup(name + ADDED_SUFFIX) is None:
                 return name
         raise OSError(f"no free name in {escape(self.root)}")
 
@@ -477,36 +461,36 @@ class Keeper:
 
     def _publish_added(self) -> None:
         """Rename the list of additions to ``<run name>.added``: complete, or not there at all."""
-        stream, root_fd = self._added, self._added_root
-        if stream is None:
+        stream, root = self._added, self._added_root
+        if stream is None or root is None:
             return
         try:
             stream.flush()
             os.fsync(stream.fileno())
             stream.close()
             self._added = None
-            name = self.name if self.name is not None else self._free_name(root_fd)
-            os.replace(self._added_temp, name + ADDED_SUFFIX, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+            name = self.name if self.name is not None else self._free_name(root)
+            root.replace(self._added_temp, name + ADDED_SUFFIX)
         except OSError as error:
             self._drop_added(describe(error))
             return
-        self._added_root = -1
-        os.close(root_fd)
+        self._added_root = None
+        root.close()
         self.added_name = name
 
     def _close_folders(self) -> None:
-        if self._stack is None:
+        run = self._run
+        if run is None:
             return
         problem = ""
         for rel in sorted(self._folders, key=lambda path: path.count("/"), reverse=True):
             try:
-                set_folder_meta(self._stack.fd(rel), self._folders[rel], keep_owner=self._keep_owner)
+                run.set_folder_meta(rel, self._folders[rel], keep_owner=self._keep_owner)
             except OSError as error:
                 problem = problem or f"{escape(rel)}: {describe(error)}"
         self._folders.clear()
-        self._stack.close()
-        os.close(self._run_fd)
-        self._stack, self._run_fd = None, -1
+        run.close()
+        self._run = None
         if problem:
             self._emit(
                 f"WARNING cannot set the times of version folder {escape(self.folder or '')}/{problem}"
@@ -518,14 +502,6 @@ class Keeper:
         return prune_versions(self.root, self.retention, self._clock(), self._emit, current=current)
 
 
-def _exists(dir_fd: int, name: str) -> bool:
-    try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def make_keeper(
     versions: str | None,
     options: MirrorOptions,
@@ -533,7 +509,7 @@ def make_keeper(
     *,
     clock: Clock = datetime.now,
     keep_owner: bool = False,
-    replica: DirStack | None = None,
+    replica: Folders | None = None,
 ) -> Keeper | None:
     """The keeper of one run: None without a versions folder, or for a dry run (which moves nothing).
 
@@ -542,7 +518,7 @@ def make_keeper(
     """
     if versions is None or options.dry_run:
         return None
-    fresh = replica is not None and _is_empty(replica.fd(""))
+    fresh = replica is not None and _is_empty(replica)
     return Keeper(
         versions,
         options.keep_versions,
@@ -554,11 +530,10 @@ def make_keeper(
     )
 
 
-def _is_empty(dir_fd: int) -> bool:
+def _is_empty(replica: Folders) -> bool:
     try:
-        # One entry read, not the whole listing (scandir rewinds the shared descriptor).
-        with os.scandir(dir_fd) as entries:
-            return next(entries, None) is None
+        # Two names read, not the whole listing; the run lock's file (Windows) is no content.
+        return not [name for name in replica.first_names("", 2) if name != LOCK_NAME]
     except OSError:
         return False  # unknown: list the additions, the safe side
 
@@ -566,40 +541,36 @@ def _is_empty(dir_fd: int) -> bool:
 # --- retention --------------------------------------------------------------------------------
 
 
-def run_folders(root_fd: int) -> list[str]:
+def run_folders(root: Folders) -> list[str]:
     """The run folders in an open versions folder, oldest first (other names are ignored)."""
-    return _runs(root_fd, "", stat.S_ISDIR)
+    return _runs(root, "", Kind.DIR)
 
 
-def addition_lists(root_fd: int) -> list[str]:
+def addition_lists(root: Folders) -> list[str]:
     """The names of the runs with a list of additions in an open versions folder, oldest first."""
-    return _runs(root_fd, ADDED_SUFFIX, stat.S_ISREG)
+    return _runs(root, ADDED_SUFFIX, Kind.FILE)
 
 
-def _runs(root_fd: int, suffix: str, is_kind: Callable[[int], bool]) -> list[str]:
+def _runs(root: Folders, suffix: str, kind: Kind) -> list[str]:
     """Run names of the entries named ``<run name><suffix>`` of the right kind, oldest first."""
     names = []
-    for entry in os.listdir(root_fd):
+    for entry, meta in root.list("").entries.items():
         name = entry.removesuffix(suffix) if suffix else entry
         if (suffix and name == entry) or version_time(name) is None:
             continue
-        try:
-            st = os.stat(entry, dir_fd=root_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if is_kind(st.st_mode):
+        if meta.kind is kind:
             names.append(name)
     return sorted(names)
 
 
-def read_added(root_fd: int, name: str) -> Iterator[str]:
+def read_added(root: Folders, name: str) -> Iterator[str]:
     """The paths run ``name`` added, as listed: relative to the replica, or ``EVERYTHING``.
 
     Only used to leave entries out, never to open anything, so a damaged
     list can make a restore miss entries but never reach outside it. An
     unterminated last record (a list cut short) is ignored.
     """
-    fd = os.open(name + ADDED_SUFFIX, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
+    fd = root.open_read(name + ADDED_SUFFIX)
     with os.fdopen(fd, "rb", buffering=0) as stream:
         rest = b""
         while chunk := stream.read(ADDED_CHUNK):
@@ -678,7 +649,7 @@ def prune_versions(
     fails a run.
     """
     try:
-        root_fd = open_root(root)
+        kept = open_folders(root)
     except FileNotFoundError:
         return []
     except OSError as error:
@@ -686,27 +657,27 @@ def prune_versions(
         return []
     removed: list[str] = []
     try:
-        _remove_temporaries(root_fd, root, emit)
+        _remove_temporaries(kept, root, emit)
         if keep.forever:
             return []
-        folders = run_folders(root_fd)
+        folders = run_folders(kept)
         for name in to_prune(folders, keep, now):
             if name == current:
                 continue  # this run's own versions (a clock set backwards)
             try:
-                remove_tree(root_fd, name)
+                kept.remove_tree(name)
             except OSError as error:
                 emit(f"WARNING cannot prune {escape(os.path.join(root, name))}/: {describe(error)}")
                 continue
             removed.append(name)
             emit(f"PRUNED {escape(os.path.join(root, name))}/ ({_prune_reason(keep)})")
         remaining = [name for name in folders if name not in removed]
-        for name, reason in stale_lists(addition_lists(root_fd), removed, remaining, keep, now):
+        for name, reason in stale_lists(addition_lists(kept), removed, remaining, keep, now):
             if name == current:
                 continue
             shown = escape(os.path.join(root, name + ADDED_SUFFIX))
             try:
-                os.unlink(name + ADDED_SUFFIX, dir_fd=root_fd)
+                kept.remove(name + ADDED_SUFFIX)
             except FileNotFoundError:
                 continue
             except OSError as error:
@@ -714,17 +685,17 @@ def prune_versions(
                 continue
             emit(f"PRUNED {shown} ({reason})")
     finally:
-        os.close(root_fd)
+        kept.close()
     return removed
 
 
-def _remove_temporaries(root_fd: int, root: str, emit: Emit) -> None:
+def _remove_temporaries(kept: Folders, root: str, emit: Emit) -> None:
     """Remove the temporary lists of additions that killed runs left (the current one is in place)."""
-    for name in os.listdir(root_fd):
+    for name in kept.list("").entries:
         if not (name.startswith(TEMP_PREFIX) and name.endswith(ADDED_SUFFIX)):
             continue
         try:
-            os.unlink(name, dir_fd=root_fd)
+            kept.remove(name)
         except FileNotFoundError:
             continue
         except OSError as error:
@@ -750,28 +721,41 @@ class KeptVersion:
 def list_versions(root: str, path: str = "") -> list[KeptVersion]:
     """The kept versions of ``path`` ("" = every run folder), oldest first; none if ``root`` is missing."""
     try:
-        root_fd = open_root(root)
+        kept = open_folders(root)
     except FileNotFoundError:
         return []
     found = []
     try:
-        for name in run_folders(root_fd):
-            run_fd = os.open(name, DIR_FLAGS, dir_fd=root_fd)
-            stack = DirStack(run_fd)
+        for name in run_folders(kept):
+            run = kept.subtree(name)
             try:
-                meta = lookup(stack, path)
+                meta = run.lookup(path)
                 if meta is None:
                     continue
-                entries, size = tree_size(stack, path) if meta.kind is Kind.DIR else (0, meta.size)
+                entries, size = _tree_size(run, path) if meta.kind is Kind.DIR else (0, meta.size)
                 if meta.kind is Kind.LINK:
                     size = 0
                 found.append(KeptVersion(name, path, meta.kind, size, entries, meta.mtime_ns, meta.target))
             finally:
-                stack.close()
-                os.close(run_fd)
+                run.close()
     finally:
-        os.close(root_fd)
+        kept.close()
     return found
+
+
+def _tree_size(tree: Folders, rel: str) -> tuple[int, int]:
+    """(entries, bytes of files) below folder ``rel``; one listing held at a time."""
+    count = size = 0
+    pending = [rel]
+    while pending:
+        folder = pending.pop()
+        for name, meta in tree.list(folder).entries.items():
+            count += 1
+            if meta.kind is Kind.FILE:
+                size += meta.size
+            elif meta.kind is Kind.DIR:
+                pending.append(f"{folder}/{name}" if folder else name)
+    return count, size
 
 
 def format_versions(rows: list[KeptVersion], human_bytes: Callable[[int], str]) -> str:

@@ -22,10 +22,9 @@ from ..endpoints.capabilities import FULL_POSIX, Capabilities
 from ..endpoints.resolve import (
     Opener,
     default_opener,
-    local_endpoint,
     open_source,
     replica_at,
-    require_descriptors,
+    replica_folders,
     source_limits,
 )
 from ..errors import ConfigError, ExitCode, ReplicaLocked, stop_code, stopped_by
@@ -112,8 +111,6 @@ def run_cycle(
             log.write(f"CREATED replica folder {escape(roots.replica)}")
             roots = roots._replace(replica_exists=True)
         endpoint = replica_at(roots.replica, options, log.write)
-        if roots.versions is not None and local_endpoint() != "local":
-            require_descriptors("versions")
     except ConfigError as error:
         log.write(f"ERROR {error}")
         return finish(ExitCode.USAGE, str(error))
@@ -287,7 +284,6 @@ def _plan_and_apply(
     if roots.versions is not None and isinstance(replica, KeepsVersions):
         keeper = replica.version_keeper(roots.versions, options, log.write, clock=cycle.clock)
     elif roots.versions is not None:
-        from ..endpoints.local.replica import LocalReplica  # versions are kept beside a local replica
         from ..features.versions import make_keeper  # only a pair that keeps versions loads it
 
         keeper = make_keeper(
@@ -296,7 +292,7 @@ def _plan_and_apply(
             log.write,
             clock=cycle.clock,
             keep_owner=rules.keep_owner,
-            replica=rep.stack if isinstance(rep, LocalReplica) else None,
+            replica=replica_folders(rep) if rep is not None else None,
         )
     ctx = ApplyContext(
         src,

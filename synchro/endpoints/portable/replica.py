@@ -105,7 +105,7 @@ class PortableReplica(PortableTree):
                     os.utime(tmp, ns=(before.st_atime_ns, before.st_mtime_ns))
                 if self.keep_mode:
                     set_mode(tmp, mode_of(before), fresh=True)  # last: read-only refuses nothing after it
-                self._retried(lambda: self._replace(tmp, self.path(folder, name)))
+                self.retried(lambda: self._replace(tmp, self.path(folder, name)))
             except BaseException:
                 if made:
                     self._discard(tmp)
@@ -126,7 +126,7 @@ class PortableReplica(PortableTree):
                 os.lchown(tmp, meta.uid, meta.gid)
             if self.link_times:
                 os.utime(tmp, ns=(meta.mtime_ns, meta.mtime_ns), follow_symlinks=False)
-            self._retried(lambda: os.replace(tmp, self.path(folder, name)))
+            self.retried(lambda: os.replace(tmp, self.path(folder, name)))
         except BaseException:
             self._discard(tmp)
             raise
@@ -157,12 +157,12 @@ class PortableReplica(PortableTree):
         with suppress(FileNotFoundError):  # already gone: the goal is reached
             if WINDOWS:
                 make_writable(path)  # Windows refuses to delete a read-only file
-            self._retried(lambda: os.unlink(path))
+            self.retried(lambda: os.unlink(path))
 
     def remove_folder(self, folder: str, name: str) -> None:
         path = self.path(folder, name)
         with suppress(FileNotFoundError):
-            self._retried(lambda: os.rmdir(path))
+            self.retried(lambda: os.rmdir(path))
 
     def rename(self, folder: str, old: str, new: str) -> None:
         # Through a temporary name, as the local replica does: a case-only
@@ -218,7 +218,7 @@ class PortableReplica(PortableTree):
                 make_writable(target)
             os.replace(tmp, target)
 
-    def _retried(self, call: Callable[[], None]) -> None:
+    def retried(self, call: Callable[[], None]) -> None:
         """``call``, tried again while Windows says another program holds the file."""
         for delay in (*RETRY_DELAYS, None):
             try:
