@@ -24,6 +24,9 @@ from synchro.faces import runner
 from synchro.faces.config import load_config
 from synchro.pipeline.lock import ReplicaLock
 
+# Each test runs on both local endpoints: folder descriptors and paths (Windows).
+pytestmark = pytest.mark.usefixtures("each_endpoint")
+
 T1 = datetime(2026, 3, 1, 3, 0, 0)
 T2 = T1 + timedelta(days=1)
 T3 = T1 + timedelta(days=2)

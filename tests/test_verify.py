@@ -25,6 +25,9 @@ from synchro.features.verify import run_verify
 from synchro.options import make_options
 from synchro.pipeline.lock import ReplicaLock
 
+# Each test runs on both local endpoints: folder descriptors and paths (Windows).
+pytestmark = pytest.mark.usefixtures("each_endpoint")
+
 
 def verify(pair: Pair, *args: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

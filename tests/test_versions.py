@@ -34,12 +34,14 @@ from treeutil import BASE_NS, Link, assert_mirror, build, log_messages, snapshot
 
 import synchro
 from synchro import ConfigError, Hooks, Synchro
-from synchro.endpoints.local.filecopy import default_opener
 from synchro.faces.config import parse_config
 from synchro.features.restore import restore
 from synchro.features.versions import list_versions
 from synchro.options import KeepVersions, parse_keep_versions
 from synchro.pipeline.plan import Action
+
+# Each test runs on both local endpoints: folder descriptors and paths (Windows).
+pytestmark = pytest.mark.usefixtures("each_endpoint")
 
 T1 = datetime(2026, 3, 1, 3, 0, 0)
 
@@ -540,20 +542,21 @@ def test_a_failed_copy_keeps_the_replica_file_and_prunes_nothing(pair: Pair, ver
         versions=versions,
         keep_versions="1",
         clock=clock,
-        hooks=Hooks(opener=_failing_opener("f")),
+        hooks=Hooks(during_copy=_failing_read("f")),
     )
 
     assert report.exit_code == 1
     assert len(runs_in(versions)) == 2  # a failed run prunes nothing: day 3 stays beside day 4
 
 
-def _failing_opener(broken: str) -> Callable[[str, int], int]:
-    def opener(name: str, dir_fd: int) -> int:
-        if name == broken:
-            raise OSError(5, "Input/output error")
-        return default_opener(name, dir_fd)
+def _failing_read(broken: str) -> Callable[[Action, int], None]:
+    """A read error in the middle of ``broken``'s copy (either endpoint)."""
 
-    return opener
+    def during_copy(action: Action, copied: int) -> None:
+        if action.name == broken:
+            raise OSError(5, "Input/output error")
+
+    return during_copy
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable
 
 from ..errors import ConfigError
@@ -62,7 +63,7 @@ def open_folders(path: str) -> Folders:
     if local_endpoint() == "portable":
         from .portable.folders import PathFolders
 
-        if not os.path.isdir(path):
+        if not stat.S_ISDIR(os.stat(path).st_mode):  # FileNotFoundError if absent, as open() says
             raise NotADirectoryError(errno.ENOTDIR, "not a folder", path)
         return PathFolders(path)
     from .local.folders import DescriptorFolders
