@@ -150,8 +150,14 @@ class PathFolders:
         return self.tree.copy_file(_same(other).tree, *_split(rel))
 
     def link_from(self, other: Folders, rel: str) -> None:
+        source = _same(other).path(rel)
+        if WINDOWS and not os.lstat(source).st_mode & stat.S_IWRITE:
+            # Windows replaces a read-only file only once that attribute is
+            # cleared, and a hard link shares it: the kept version would lose
+            # it. Such a file is moved instead, as where hard links are refused.
+            raise PermissionError(errno.EPERM, "a read-only file is moved, not linked", rel)
         try:
-            os.link(_same(other).path(rel), self.path(rel), follow_symlinks=False)
+            os.link(source, self.path(rel), follow_symlinks=False)
         except OSError as error:
             if getattr(error, "winerror", None) in _NO_HARD_LINKS:
                 raise OSError(errno.EOPNOTSUPP, "no hard links on this drive", rel) from None

@@ -7,7 +7,9 @@ which Windows drops when its holder dies) on a hidden file in the replica's
 root, :data:`~synchro.endpoints.base.LOCK_NAME`, which the planner never
 copies nor deletes. The file is removed when the run ends; a run that
 holds it open at that moment keeps it (Windows refuses to delete a file
-open elsewhere), and locks it next.
+open elsewhere), and locks it next. Making and removing it would change
+the replica root's modification time, which is the source root's (the
+mirror set it, ``--verify`` compares it): it is put back each time.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class FileRunLock:
     def __enter__(self) -> FileRunLock:
         import msvcrt  # Windows only
 
+        root = self._root_times()
         try:
             fd = os.open(self.path, _OPEN, 0o666)
         except PermissionError as error:
@@ -50,7 +53,21 @@ class FileRunLock:
         self._fd = fd
         with suppress(OSError):  # hidden in Explorer; the lock works without it
             set_mode(self.path, 0o666 | HIDDEN_BIT)
+        self._put_back(root)
         return self
+
+    def _root_times(self) -> tuple[int, int] | None:
+        """The replica root's (access, modification) times, to put back; None if unknown."""
+        try:
+            st = os.stat(os.path.dirname(self.path))
+        except OSError:
+            return None
+        return st.st_atime_ns, st.st_mtime_ns
+
+    def _put_back(self, times: tuple[int, int] | None) -> None:
+        if times is not None:
+            with suppress(OSError):  # a root whose time is off is seen and set by the next run
+                os.utime(os.path.dirname(self.path), ns=times)
 
     def _cannot(self, error: OSError) -> ConfigError:
         from ...pipeline.log import escape
@@ -68,8 +85,10 @@ class FileRunLock:
             msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined,unused-ignore]
         finally:
             os.close(fd)
+        root = self._root_times()
         with suppress(OSError):
             os.unlink(self.path)
+            self._put_back(root)
 
 
 def run_lock(replica: str, root_path: str) -> AbstractContextManager[object]:
