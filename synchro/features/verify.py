@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 from ..endpoints.base import LOCK_NAME, TEMP_PREFIX, Folders, Kind, Listing, Meta, describe
 from ..endpoints.capabilities import FULL_POSIX, Capabilities
 from ..endpoints.local.filecopy import CHUNK
+from ..endpoints.portable.attributes import mode_difference
 from ..endpoints.resolve import open_folders, replica_at
 from ..errors import ExitCode
 from ..options import MirrorOptions
@@ -257,7 +258,7 @@ class _Verifier:
         problems = []
         holds = self.rules.holds
         if s.kind is not Kind.LINK and s.mode != r.mode and holds.permissions:
-            problems.append(f"mode {s.mode:04o} in the source, {r.mode:04o} in the replica")
+            problems.append(mode_difference(s.mode, r.mode))
         if (s.kind is not Kind.LINK or holds.link_times) and not same_time(
             s.mtime_ns, r.mtime_ns, self.rules.window_ns
         ):

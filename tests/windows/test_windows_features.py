@@ -96,7 +96,7 @@ def test_verify_through_the_command(tmp_path: Path) -> None:
     assert found.returncode == 1, found.stdout + found.stderr
     lines = found.stdout.splitlines()
     assert "EXTRA extra.txt" in lines
-    assert "METADATA secret.txt: mode 1666 in the source, 0666 in the replica" in lines
+    assert "METADATA secret.txt: attributes hidden in the source, no attributes in the replica" in lines
     assert any(
         line.startswith("CONTENT sub/b.txt: bytes differ, same size and time (blake2b ") for line in lines
     )

@@ -37,6 +37,27 @@ def mode_of(st: os.stat_result) -> int:
     return mode
 
 
+def mode_difference(source: int, replica: int) -> str:
+    """How two modes differ, as a user of this system reads them: ``mode 0644 in the
+    source, 0600 in the replica``; on Windows the attributes they carry."""
+    if not WINDOWS:
+        return f"mode {source:04o} in the source, {replica:04o} in the replica"
+    return f"{_attribute_words(source)} in the source, {_attribute_words(replica)} in the replica"
+
+
+def _attribute_words(mode: int) -> str:
+    words = [
+        word
+        for held, word in (
+            (not mode & stat.S_IWRITE, "read-only"),
+            (mode & HIDDEN_BIT, "hidden"),
+            (mode & SYSTEM_BIT, "system"),
+        )
+        if held
+    ]
+    return f"attributes {', '.join(words)}" if words else "no attributes"
+
+
 def has_reparse_point(st: os.stat_result) -> bool:
     """A link, a junction or another reparse point (Windows)."""
     return WINDOWS and bool(_attributes(st) & _REPARSE_POINT)
