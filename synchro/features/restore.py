@@ -28,7 +28,6 @@ written to a temporary name and renamed, as the mirror does.
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from ..endpoints.base import LOCK_NAME, Folders, Kind, Meta, SourceChanged, SourceVanished, describe
 from ..endpoints.local.fdtree import join
-from ..endpoints.resolve import open_folders, replica_at
+from ..endpoints.resolve import local_endpoint, open_folders, replica_at
 from ..errors import ConfigError, ExitCode
 from ..pipeline.log import escape
 from ..pipeline.roots import is_remote, place, resolve, where_in
@@ -326,6 +325,11 @@ def _restore_remote(
     timeout: float,
 ) -> RestoreReport:
     """:func:`restore` from a replica on a server (its current state), under its run lock there."""
+    if local_endpoint() != "local":
+        # The download writes through the target's folder descriptors.
+        raise ConfigError(
+            "restore from a replica on a server needs folder descriptors, which this system lacks (Windows)"
+        )
     from ..endpoints.sftp.replica import SftpReplica  # only a remote pair loads asyncssh
 
     goal = resolve(target)
@@ -464,6 +468,5 @@ def _descriptor(target: Folders, folder: str) -> int:
     """The descriptor of ``folder`` in the target: what a download from a server writes through."""
     from ..endpoints.local.folders import DescriptorFolders
 
-    if not isinstance(target, DescriptorFolders):  # sftp:// is not reached where descriptors are missing
-        raise OSError(errno.EOPNOTSUPP, "a restore from a server needs folder descriptors")
+    assert isinstance(target, DescriptorFolders), "refused where descriptors are missing (_restore_remote)"
     return target.stack.fd(folder)
