@@ -22,6 +22,7 @@ import synchro
 from synchro import ConfigError
 from synchro.faces import runner
 from synchro.faces.config import load_config
+from synchro.features.restore import restore
 from synchro.pipeline.lock import ReplicaLock
 
 # Each test runs on both local endpoints: folder descriptors and paths (Windows).
@@ -391,3 +392,13 @@ def test_a_replica_emptied_then_filled_again_lists_one_record(tmp_path: Path) ->
     b.restore(tmp_path / "at-t3", at=name(T3))
     assert diff(first, snapshot(tmp_path / "at-t2"), ignore=["."]) == []
     assert os.listdir(tmp_path / "at-t3") == []  # the replica was empty before T3
+
+
+def test_a_restore_from_a_server_is_refused_where_folder_descriptors_are_missing(
+    tmp_path: Path, each_endpoint: str
+) -> None:
+    if each_endpoint != "portable":
+        pytest.skip("folder descriptors are there: the restore would reach the server")
+    with pytest.raises(ConfigError, match=r"^restore from a replica on a server needs folder descriptors"):
+        restore("sftp://backup@nas.example/srv/docs", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -6,6 +6,7 @@ where the local trees are reached through paths (the portable endpoint).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -265,3 +266,19 @@ def test_restore_through_the_api_as_of_each_run_and_in_place(tmp_path: Path) -> 
     assert restore(str(rep), str(out), path=f"{'x' * 120}/{'y' * 120}/far.txt").exit_code == 0
     with open(Path(long_path(out)) / ("x" * 120) / ("y" * 120) / "far.txt", "rb") as back:
         assert back.read() == b"far"
+
+
+def test_a_read_only_file_is_kept_by_a_move_not_a_hard_link(tmp_path: Path) -> None:
+    """A hard link would share the read-only attribute, which the mirror clears to replace the file."""
+    from synchro.endpoints.portable.folders import PathFolders
+
+    write(tmp_path / "rep" / "locked.txt", b"old")
+    write(tmp_path / "rep" / "plain.txt", b"old")
+    os.chmod(tmp_path / "rep" / "locked.txt", stat.S_IREAD)
+    (tmp_path / "kept").mkdir()
+    replica, kept = PathFolders(str(tmp_path / "rep")), PathFolders(str(tmp_path / "kept"))
+    with pytest.raises(PermissionError) as refused:
+        kept.link_from(replica, "locked.txt")
+    assert refused.value.errno == errno.EPERM  # what makes the keeper move it instead
+    kept.link_from(replica, "plain.txt")
+    assert (tmp_path / "kept" / "plain.txt").read_bytes() == b"old"
