@@ -174,3 +174,14 @@ def test_pip_install_leaves_no_build_folder_and_the_version_says_what_was_built(
     command = [str(target / "bin" / "synchro")]
     assert version_line(command, target, tmp_path) == f"synchro {VERSION} ({expected})\n"
     mirror_with(command, target, tmp_path)
+
+
+def test_every_package_of_the_project_is_installed() -> None:
+    """A plain ``pip install`` ships only the packages pyproject.toml names."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+    root = Path(synchro.__file__).resolve().parent.parent
+    named = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(root).parts) for init in (root / "synchro").rglob("__init__.py")
+    }
+    assert named == found
