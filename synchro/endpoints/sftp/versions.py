@@ -14,26 +14,32 @@ folder itself with its permissions and times. Retention is the same rule
 (:func:`~synchro.features.versions.to_prune`), applied at the end of a
 successful run.
 
-Not kept here (yet): the list of what each run added, which ``restore
---at`` needs; ``inv versions`` and ``restore --at`` read local versions
-folders only.
+A run also lists what it added (``<run>.added`` beside the run folders,
+the local format and rules: :class:`~synchro.features.keeping.Additions`),
+written to a temporary on the server at the end of the run and renamed into
+place, so that ``restore --at`` can leave out what was added after the
+moment (:mod:`synchro.endpoints.sftp.history` reads all of it back).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import IO, NamedTuple
 
-from ...features.versions import _prune_reason, to_prune, version_name, version_time
+from ...features.keeping import Additions, StoreNames, prune_store, warning
+from ...features.versions import ADDED_CHUNK, ADDED_SUFFIX, NAME_TRIES, version_name, version_time
 from ...options import KeepVersions
 from ...pipeline.log import escape
 from ...pipeline.plan import Action, Op
-from ..base import Kind, Meta, describe
+from ..base import LOCK_NAME, TEMP_PREFIX, Kind, Meta, describe
 from .connect import asyncssh
 from .replica import SECOND, SftpReplica
+from .session import Session
 
 Emit = Callable[[str], None]
 Clock = Callable[[], datetime]
@@ -62,8 +68,24 @@ class RemoteKeeper:
         self._clock = clock
         self.started = clock()
         self.name: str | None = None
+        self.added_name: str | None = None  # the run name its list of additions got, once in place
         # Version folders made by this run, and the metadata to give them at close.
         self._folders: dict[str, Meta] = {}
+        # Made before the run changes anything: whether the replica was empty then.
+        self._additions = Additions(fresh=self._replica_empty(), history=self._history)
+
+    def _replica_empty(self) -> bool:
+        session = self.replica.connected()
+        try:
+            names = session.run(session.sftp.readdir(self.replica.root), str(self.replica.location))
+        except OSError:
+            return False  # unknown: list the additions, the safe side
+        return all(os.fsdecode(entry.filename) in (".", "..", LOCK_NAME) for entry in names)
+
+    def _history(self) -> bool:
+        """Whether the versions folder holds a run folder or a list: a past to go back to."""
+        found = root_names(self.replica.connected(), self.root)
+        return bool(found.folders or found.lists)
 
     @property
     def folder(self) -> str | None:
@@ -99,9 +121,7 @@ class RemoteKeeper:
         """Make the run folder and the folders down to ``rel`` in it (as the replica's)."""
         if self.name is None:
             self._mkdir(os.fsencode(self.root))
-            self.name = version_name(self.started)
-            if not self._mkdir(self._run_path()):
-                raise RemoteKeepError(errno.EEXIST, f"the version folder {self.folder} exists already")
+            self.name = self._new_run()
             root_meta = self.replica.lookup("")
             if root_meta is not None:
                 self._folders[""] = root_meta
@@ -114,6 +134,18 @@ class RemoteKeeper:
             meta = self.replica.lookup(done)
             if meta is not None:
                 self._folders[done] = meta
+
+    def _new_run(self) -> str:
+        """Make this run's folder; a name taken (two runs in one second) moves it a second later."""
+        for offset in range(NAME_TRIES):
+            name = version_name(self.started + timedelta(seconds=offset))
+            if self._exists(os.fsencode(f"{self.root}/{name}{ADDED_SUFFIX}")):
+                continue  # an earlier run of that second that only added
+            if self._mkdir(os.fsencode(f"{self.root}/{name}")):
+                return name
+        raise RemoteKeepError(
+            errno.EEXIST, f"cannot keep the old version: no free folder name in {self.root}"
+        )
 
     def keep(self, action: Action) -> None:
         """Keep the replica entry of ``action`` (see :meth:`synchro.features.versions.Keeper.keep`)."""
@@ -151,11 +183,51 @@ class RemoteKeeper:
         self._emit(f"KEPT {escape(action.path)}{suffix} -> {escape(self.folder or '')}/")
 
     def added(self, action: Action) -> None:
-        """The list of additions is not kept on a server (``restore --at`` reads local versions only)."""
+        """Note that ``action`` made an entry where there was none (for ``restore --at``)."""
+        self._additions.note(action)
 
     def close(self) -> None:
-        """Give the folders this run made their metadata, deepest first (never raises)."""
-        if self.name is None or self.replica.session is None or self.replica.session.lost:
+        """Give the folders this run made their metadata, deepest first, and put the list of
+        additions in place (never raises)."""
+        try:
+            if self.replica.session is None or self.replica.session.lost:
+                self._additions.give_up("the connection to the server was lost")
+                return
+            self._close_folders()
+            self._publish_added()
+        finally:
+            self._additions.discard()
+            if self._additions.problem:
+                self._emit(warning(escape(self.root), escape(self._additions.problem)))
+
+    def _publish_added(self) -> None:
+        """Upload the list to a temporary beside the run folders, then rename it into place."""
+        stream = self._additions.take()
+        if stream is None:
+            return
+        session = self.replica.connected()
+        try:
+            self._mkdir(os.fsencode(self.root))
+            name = self.name if self.name is not None else self._free_name(session)
+            temp = f"{self.root}/{TEMP_PREFIX}{name}{ADDED_SUFFIX}"
+            session.run(_upload(session, stream, temp, f"{self.root}/{name}{ADDED_SUFFIX}"), temp)
+        except OSError as error:
+            self._additions.give_up(describe(error))
+            return
+        self.added_name = name
+
+    def _free_name(self, session: Session) -> str:
+        """A run name for a run that only added: taken by no run folder nor list."""
+        found = root_names(session, self.root)
+        taken = set(found.folders) | set(found.lists)
+        for offset in range(NAME_TRIES):
+            name = version_name(self.started + timedelta(seconds=offset))
+            if name not in taken:
+                return name
+        raise OSError(errno.EEXIST, f"no free name in {self.root}")
+
+    def _close_folders(self) -> None:
+        if self.name is None:
             return
         sftp = self.replica.connected().sftp
         problem = ""
@@ -175,34 +247,84 @@ class RemoteKeeper:
             )
 
     def prune(self) -> list[str]:
-        """Remove the run folders no rule keeps (``PRUNED`` lines); never fails the run."""
-        if self.retention.forever:
-            return []
-        session = self.replica.connected()
-        sftp = session.sftp
+        """Remove the run folders no rule keeps, and the lists that go with them (``PRUNED``
+        lines), and the temporary lists of killed runs; never fails the run."""
+        store = _Store(self.replica.connected(), self.root)
         try:
-            names = session.run(sftp.readdir(os.fsencode(self.root)), self.root)
-        except FileNotFoundError:
-            return []
+            leftovers = root_names(store.session, self.root).temporaries
         except OSError as error:
             self._emit(f"WARNING cannot prune versions in {escape(self.root)}: {describe(error)}")
             return []
-        folders = sorted(
-            os.fsdecode(entry.filename)
-            for entry in names
-            if stat.S_ISDIR(entry.attrs.permissions or 0)
-            and version_time(os.fsdecode(entry.filename)) is not None
-        )
-        removed = []
-        for name in to_prune(folders, self.retention, self._clock()):
-            if name == self.name:
-                continue
+        for name in leftovers:
             path = f"{self.root}/{name}"
             try:
-                session.run(sftp.rmtree(os.fsencode(path)), path)
+                store.session.run(store.session.sftp.remove(os.fsencode(path)), path)
             except OSError as error:
-                self._emit(f"WARNING cannot prune {escape(path)}/: {describe(error)}")
-                continue
-            removed.append(name)
-            self._emit(f"PRUNED {escape(path)}/ ({_prune_reason(self.retention)})")
-        return removed
+                self._emit(f"WARNING cannot remove {escape(path)}: {describe(error)}")
+        current = self.name if self.name is not None else self.added_name
+        return prune_store(store, self.retention, self._clock(), self._emit, current=current)
+
+
+class RootNames(NamedTuple):
+    """A versions folder on a server: its run folders and lists (run names, oldest first), and
+    the temporary lists killed runs left."""
+
+    folders: list[str]
+    lists: list[str]
+    temporaries: list[str]
+
+
+def root_names(session: Session, root: str) -> RootNames:
+    """What versions folder ``root`` holds; nothing if it does not exist (OSError: unreadable)."""
+    try:
+        entries = session.run(session.sftp.readdir(os.fsencode(root)), root)
+    except FileNotFoundError:
+        return RootNames([], [], [])
+    folders, lists, temporaries = [], [], []
+    for entry in entries:
+        name = os.fsdecode(entry.filename)
+        mode = entry.attrs.permissions or 0
+        stem = name.removesuffix(ADDED_SUFFIX)
+        if stat.S_ISDIR(mode) and version_time(name) is not None:
+            folders.append(name)
+        elif stat.S_ISREG(mode) and stem != name and version_time(stem) is not None:
+            lists.append(stem)
+        elif stat.S_ISREG(mode) and name.startswith(TEMP_PREFIX) and name.endswith(ADDED_SUFFIX):
+            temporaries.append(name)
+    return RootNames(sorted(folders), sorted(lists), temporaries)
+
+
+class _Store:
+    """A versions folder on a server, as :func:`~synchro.features.keeping.prune_store` prunes it."""
+
+    def __init__(self, session: Session, root: str) -> None:
+        self.session, self.root = session, root
+
+    def names(self) -> StoreNames:
+        found = root_names(self.session, self.root)
+        return StoreNames(found.folders, found.lists)
+
+    def remove_run(self, name: str) -> None:
+        path = f"{self.root}/{name}"
+        self.session.run(self.session.sftp.rmtree(os.fsencode(path)), path)
+
+    def remove_list(self, name: str) -> None:
+        path = f"{self.root}/{name}{ADDED_SUFFIX}"
+        with contextlib.suppress(FileNotFoundError):
+            self.session.run(self.session.sftp.remove(os.fsencode(path)), path)
+
+    def shown(self, name: str) -> str:
+        return escape(f"{self.root}/{name}" if name else self.root)
+
+
+async def _upload(session: Session, stream: IO[bytes], temp: str, final: str) -> None:
+    """Write ``stream`` to ``temp`` on the server, synced where offered, and rename it to ``final``."""
+    sftp = session.sftp
+    async with sftp.open(os.fsencode(temp), "wb") as remote:
+        offset = 0
+        while chunk := stream.read(ADDED_CHUNK):
+            await remote.write(chunk, offset)
+            offset += len(chunk)
+        if session.offers("fsync"):
+            await remote.fsync()
+    await sftp.posix_rename(os.fsencode(temp), os.fsencode(final))
