@@ -47,7 +47,7 @@ from ..features.versions import clean_path, format_versions, list_versions
 from ..options import MIN_INTERVAL_HOURS, DeleteLimit, MirrorOptions, pattern_warnings
 from ..pipeline.log import escape, log_dir
 from ..pipeline.report import Report
-from ..pipeline.roots import check_roots
+from ..pipeline.roots import check_roots, is_remote
 from .api import Synchro
 from .config import Config, PairConfig, PairProblem
 from .loop import Job, Sleep, run_jobs
@@ -368,13 +368,20 @@ def restore(
 
 def versions_table(pair: PairConfig, path: str = "") -> str:
     """The kept versions of the pair, or of ``path``, oldest first (``inv versions``)."""
-    if not pair.options.versions:
+    kept = pair.options.versions
+    if not kept:
         raise ConfigError(
             f"pair {pair.name!r} keeps no versions; give it a versions folder (versions = PATH)"
         )
     rel = clean_path(path)
-    rows = list_versions(pair.options.versions, rel)
+    if is_remote(pair.replica):
+        from ..features.history import remote_versions  # kept where the replica is
+
+        options = pair.options
+        rows = remote_versions(pair.replica, kept, rel, profile=options.s3_profile, timeout=options.timeout)
+    else:
+        rows = list_versions(kept, rel)
     if not rows:
         what = escape(rel) if rel else f"pair {pair.name!r}"
-        return f"no kept versions of {what} in {escape(pair.options.versions)}"
+        return f"no kept versions of {what} in {escape(kept)}"
     return format_versions(rows, human_bytes)

@@ -24,12 +24,17 @@ Nothing is followed: every read and write goes through the trees as the
 mirror reaches them (:class:`~synchro.endpoints.base.Folders`: relative to
 folders opened with ``O_NOFOLLOW``, or through paths on Windows); files are
 written to a temporary name and renamed, as the mirror does.
+
+A replica on another machine (``sftp://``, ``s3://``) and its versions are
+read through :class:`~synchro.features.history.TreeReader` and
+:class:`~synchro.features.history.VersionStore` (:func:`~synchro.features.history.open_remote`);
+what is restored is planned by the same code.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,7 +47,7 @@ from ..pipeline.roots import is_remote, place, resolve, where_in
 from .versions import ADDED_SUFFIX, EVERYTHING, addition_lists, clean_path, parse_at, read_added, run_folders
 
 if TYPE_CHECKING:
-    from ..endpoints.sftp.replica import SftpReplica
+    from .history import TreeReader, VersionStore
 
 Emit = Callable[[str], None]
 
@@ -84,13 +89,17 @@ class _Tree:
     """What the restored state is read from: one run from the restored moment on, or the replica."""
 
     folders: Folders | None  # the run folder (or the replica); None: a run that only added
-    remote: SftpReplica | None = None  # the replica, when it is on a server (stack is None then)
+    remote: TreeReader | None = None  # the tree, when it is on another machine (folders is None then)
     added: set[str] = field(default_factory=set)  # the paths the run added
     above: set[str] = field(default_factory=set)  # the folders with an added path below them
     everything: bool = False  # the run was into an empty replica: all it holds it added
 
     def read_added(self, kept: Folders, name: str) -> None:
-        for path in read_added(kept, name):
+        self.add_records(read_added(kept, name))
+
+    def add_records(self, paths: Iterable[str]) -> None:
+        """Take in the records of the run's list of additions."""
+        for path in paths:
             if path == EVERYTHING:
                 self.everything = True
                 continue
@@ -261,29 +270,12 @@ def restore(
     :class:`~synchro.errors.ReplicaLocked` while a run writes the replica.
     ``emit`` gets a ``RESTORED path`` line per entry, and ``FAILED`` lines.
     """
-    if os.fspath(replica).startswith("s3://"):
-        if at:
-            raise ConfigError("--at: old versions are not kept for an s3:// replica yet")
-        from ..endpoints.s3.readback import restore_from_bucket  # only an s3:// pair needs boto3
-
-        return restore_from_bucket(
-            os.fspath(replica),
-            os.fspath(target),
-            path=clean_path(path),
-            source=resolve(source) if source is not None else None,
-            force=force,
-            profile=profile,
-            emit=emit,
-        )
     say: Emit = emit if emit is not None else (lambda line: None)
     rel = clean_path(path)
     moment = parse_at(at) if at else None
     if is_remote(replica):
-        if moment is not None:
-            raise ConfigError("--at: versions are not kept for a replica on another machine yet")
-        return _restore_remote(
-            os.fspath(replica), target, rel, source=source, force=force, say=say, timeout=timeout
-        )
+        remote = Remote(os.fspath(replica), os.fspath(versions) if versions else None, profile, timeout)
+        return _restore_remote(remote, target, rel, moment, source=source, force=force, say=say)
     rep = resolve(replica)
     if not os.path.isdir(rep):
         raise ConfigError(
@@ -314,41 +306,80 @@ def restore(
     return report
 
 
+@dataclass(frozen=True)
+class Remote:
+    """A pair's replica on another machine, as the pair names it and its versions."""
+
+    url: str
+    versions: str | None
+    profile: str | None
+    timeout: float
+
+
 def _restore_remote(
-    url: str,
+    remote: Remote,
     target: str | os.PathLike[str],
     rel: str,
+    moment: str | None,
     *,
     source: str | os.PathLike[str] | None,
     force: bool,
     say: Emit,
-    timeout: float,
 ) -> RestoreReport:
-    """:func:`restore` from a replica on a server (its current state), under its run lock there."""
+    """:func:`restore` from a replica on another machine (and its versions there), read through
+    :mod:`synchro.features.history`, under its run lock."""
     if local_endpoint() != "local":
         # The download writes through the target's folder descriptors.
         raise ConfigError(
             "restore from a replica on a server needs folder descriptors, which this system lacks (Windows)"
         )
-    from ..endpoints.sftp.replica import SftpReplica  # only a remote pair loads asyncssh
+    from .history import ReadBackFailed, open_remote
 
+    if moment is not None and remote.versions is None:
+        raise ConfigError("--at: this pair keeps no versions (give it a versions folder: versions = PATH)")
     goal = resolve(target)
     # The replica is on another machine: no local folder of it to stay out of.
     _check_target(goal, None, None, resolve(source) if source is not None else None, force=force)
-    replica = SftpReplica(url, timeout=timeout)
-    with replica.lock():
-        replica.open()
+    versions = remote.versions if moment is not None else None
+    with open_remote(remote.url, versions, lock=True, profile=remote.profile, timeout=remote.timeout) as pair:
+        trees: list[_Tree] = []
+        report = RestoreReport(goal, rel, moment)
         try:
-            trees = [_Tree(None, remote=replica)]
+            if moment is not None and pair.versions is not None:
+                _remote_runs(pair.versions, moment, trees)
+            trees.append(_Tree(None, remote=pair.replica))
             if rel:
-                _check_path(trees, rel, None)
-            report = RestoreReport(goal, rel, None)
+                _check_path(trees, rel, moment)
             _refuse_replacing(trees, rel, goal, force)
-            os.makedirs(goal, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"cannot read {escape(remote.url)}: {describe(error)}") from None
+        os.makedirs(goal, exist_ok=True)
+        try:
             _write(trees, rel, goal, report, say)
-        finally:
-            replica.close()
+        except OSError as error:
+            # A listing failed (the server went away): what was restored is in place.
+            raise ReadBackFailed(
+                f"cannot read {escape(remote.url)}: {describe(error)}; the restore stopped after "
+                f"{_count(report.entries, 'entry', 'entries')} (exit 1)"
+            ) from None
     return report
+
+
+def _remote_runs(store: VersionStore, moment: str, trees: list[_Tree]) -> None:
+    """Add to ``trees`` the runs from ``moment`` on kept off this machine, oldest first."""
+    found = store.runs()
+    folders, lists = set(found.folders), set(found.lists)
+    for name in sorted(folders | lists):
+        if name < moment:
+            continue
+        tree = _Tree(None, remote=store.run(name) if name in folders else None)
+        if name in lists:
+            try:
+                tree.add_records(store.added(name))
+            except OSError as error:
+                shown = escape(f"{store.where}/{name}{ADDED_SUFFIX}")
+                raise ConfigError(f"cannot read the list of additions {shown}: {describe(error)}") from None
+        trees.append(tree)
 
 
 def _open_runs(kept: str, moment: str, trees: list[_Tree]) -> None:

@@ -251,29 +251,45 @@ def _check_s3(
     from ..endpoints.s3.connect import parse_s3_url  # only an s3:// pair needs it
 
     location = parse_s3_url(url)  # ConfigError: malformed
-    kept = None
-    if versions is not None:
-        if not os.fspath(versions).startswith("s3://"):
-            raise ConfigError(
-                f"versions: the old versions of an s3:// replica are kept in the store: "
-                f"give an s3:// URL (such as s3://{location.bucket}/{location.prefix}-versions)"
-            )
-        kept_at = parse_s3_url(os.fspath(versions))
-        inside = (kept_at.prefix + "/").startswith(location.prefix + "/") or (
-            location.prefix + "/"
-        ).startswith(kept_at.prefix + "/")
-        if kept_at.bucket == location.bucket and inside:
-            raise ConfigError(
-                f"versions {_show(versions)} overlaps the replica {_show(url)}; give a prefix beside it "
-                f"(such as s3://{location.bucket}/{location.prefix}-versions)"
-            )
-        kept = str(kept_at)
+    kept = _s3_versions(url, versions) if versions is not None else None
     logs_in_source = None
     if logs is not None:
         logs_in_source = where_in(place(resolve(logs)), place(src_path))
         if logs_in_source == "":
             raise ConfigError(f"the log folder is the source folder: {_show(src_path)}")
     return Roots(src_path, str(location), True, logs_in_source, kept)
+
+
+def _s3_versions(url: str, versions: str | os.PathLike[str]) -> str:
+    """The versions prefix of an s3:// replica: an s3:// URL beside the replica's prefix."""
+    from ..endpoints.s3.connect import parse_s3_url
+
+    location = parse_s3_url(url)
+    if not os.fspath(versions).startswith("s3://"):
+        raise ConfigError(
+            f"versions: the old versions of an s3:// replica are kept in the store: "
+            f"give an s3:// URL (such as s3://{location.bucket}/{location.prefix}-versions)"
+        )
+    kept_at = parse_s3_url(os.fspath(versions))
+    inside = (kept_at.prefix + "/").startswith(location.prefix + "/") or (location.prefix + "/").startswith(
+        kept_at.prefix + "/"
+    )
+    if kept_at.bucket == location.bucket and inside:
+        raise ConfigError(
+            f"versions {_show(versions)} overlaps the replica {_show(url)}; give a prefix beside it "
+            f"(such as s3://{location.bucket}/{location.prefix}-versions)"
+        )
+    return str(kept_at)
+
+
+def check_remote_versions(url: str, versions: str | os.PathLike[str]) -> str:
+    """The versions folder of a replica on another machine, checked as a run checks it
+    (ConfigError): an s3:// URL beside an s3:// replica, a path on an sftp:// replica's server."""
+    if url.startswith("s3://"):
+        return _s3_versions(url, versions)
+    from ..endpoints.sftp.connect import parse_sftp_url
+
+    return _remote_versions(parse_sftp_url(url).path, url, os.fspath(versions))
 
 
 def _check_sftp(

@@ -1,16 +1,11 @@
-"""Read a mirror back from its bucket: ``inv restore`` and ``--verify`` of an s3:// pair.
+"""Read a mirror back from its bucket: ``--verify`` of an s3:// pair (``inv restore``: :mod:`.history`).
 
-Both see the bucket as a run sees it (:class:`~synchro.endpoints.s3.replica.S3Replica`
+It sees the bucket as a run sees it (:class:`~synchro.endpoints.s3.replica.S3Replica`
 opened read-only: one listing, the index, HEADs where it disagrees) and
-read every object they need with a GET. Neither writes to the bucket (no
-lock object either); both refuse while a live run holds the lock, whose
+reads every object it needs with a GET. It writes nothing to the bucket (no
+lock object either) and refuses while a live run holds the lock, whose
 writes would make the answer wrong.
 
-- The restore writes files (each to a temporary name, renamed when
-  complete), links (from the ``.rclonelink`` objects) and folders into the
-  target, with their modes and modification times; it replaces nothing
-  that exists without ``force``, and never writes into the pair's source
-  without it.
 - The verify compares the source with the bucket entry by entry, reading
   the bytes of every object of a file whose size matches and hashing both
   sides, and reports each difference as the local verify does (MISSING,
@@ -27,7 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from ...errors import ConfigError, ReplicaLocked
+from ...errors import ReplicaLocked
 from ...pipeline.log import escape
 from ..base import Kind, Meta, describe
 from .layout import LINK_SUFFIX
@@ -35,7 +30,6 @@ from .lock import S3Lock
 from .replica import S3Replica
 
 if TYPE_CHECKING:
-    from ...features.restore import RestoreReport
     from ...features.verify import VerifyReport, VerifyRules
 
 Emit = Callable[[str], None]
@@ -57,7 +51,8 @@ def _object_rel(folder: str, name: str, kind: Kind) -> str:
     return f"{folder}/{last}" if folder else last
 
 
-def _chunks(replica: S3Replica, rel: str) -> Iterator[bytes]:
+def object_chunks(replica: S3Replica, rel: str) -> Iterator[bytes]:
+    """The bytes of object ``rel`` (relative to the replica's prefix), a MiB at a time."""
     got = replica._call(
         f"cannot read {replica.key(rel)}",
         lambda: replica.s3.get_object(Bucket=replica.location.bucket, Key=replica.key(rel)),
@@ -68,138 +63,6 @@ def _chunks(replica: S3Replica, rel: str) -> Iterator[bytes]:
             yield chunk
     finally:
         body.close()
-
-
-def _walk(replica: S3Replica, top: str) -> Iterator[tuple[str, str, Meta]]:
-    """(folder, name, meta) of every entry below folder ``top``, parents first, in name order."""
-    stack = [top]
-    while stack:
-        folder = stack.pop()
-        entries = replica.list(folder).entries
-        below = []
-        for name in sorted(entries):
-            meta = entries[name]
-            yield folder, name, meta
-            if meta.kind is Kind.DIR:
-                below.append(f"{folder}/{name}" if folder else name)
-        stack.extend(reversed(below))
-
-
-# --- restore
-
-
-def restore_from_bucket(
-    url: str,
-    target: str,
-    *,
-    path: str = "",
-    source: str | None = None,
-    force: bool = False,
-    profile: str | None = None,
-    emit: Emit | None = None,
-) -> RestoreReport:
-    from ...features.restore import RestoreReport
-
-    say: Emit = emit if emit is not None else (lambda line: None)
-    goal = os.path.realpath(os.path.expanduser(target))
-    if source is not None and os.path.realpath(source) == goal and not force:
-        raise ConfigError(f"--to {escape(target)} is the pair's source: add --force to write into it")
-    if os.path.lexists(goal) and not os.path.isdir(goal):
-        raise ConfigError(f"--to {escape(target)} is not a folder")
-    replica = open_read_only(url, profile)
-    try:
-        rel = path.strip("/")
-        top = replica.lookup(rel)
-        if top is None:
-            raise ConfigError(f"{escape(rel)} is not in the replica {url}")
-        report = RestoreReport(goal, rel, None)
-        parent, _, name = rel.rpartition("/")
-        items = [(parent, name, top)] if rel else []
-        if top.kind is Kind.DIR:
-            items += list(_walk(replica, rel))
-        if not force:
-            taken = [
-                f"{folder}/{entry}" if folder else entry
-                for folder, entry, meta in items
-                if meta.kind is not Kind.DIR and os.path.lexists(os.path.join(goal, folder, entry))
-            ]
-            if taken:
-                raise ConfigError(
-                    f"{escape(taken[0])} exists in {escape(goal)} ({len(taken)} entries would be replaced): "
-                    "restore elsewhere, or add --force"
-                )
-        os.makedirs(goal, exist_ok=True)
-        folders: list[tuple[str, Meta]] = [("", replica.lookup("") or top)] if not rel else []
-        for folder, entry, meta in items:
-            at = f"{folder}/{entry}" if folder else entry
-            where = os.path.join(goal, at)
-            try:
-                # The folders above a path restored alone are made as they come.
-                os.makedirs(os.path.dirname(where), exist_ok=True)
-                if meta.kind is Kind.DIR:
-                    os.makedirs(where, exist_ok=True)
-                    folders.append((at, meta))
-                elif meta.kind is Kind.LINK:
-                    assert meta.target is not None
-                    _replace_link(where, meta)
-                    report.files += 1
-                else:
-                    report.bytes_copied += _write_file(
-                        replica, _object_rel(folder, entry, Kind.FILE), where, meta
-                    )
-                    report.files += 1
-            except OSError as error:
-                report.failed.append((at, describe(error)))
-                say(f"FAILED {escape(at)}: {escape(describe(error))}")
-                continue
-            report.entries += 1
-            say(f"RESTORED {escape(at)}" + ("/" if meta.kind is Kind.DIR else ""))
-        # Folders last, deepest first: writing into them changed their times.
-        for at, meta in reversed(folders):
-            where = os.path.join(goal, at) if at else goal
-            try:
-                os.chmod(where, meta.mode)
-                os.utime(where, ns=(meta.mtime_ns, meta.mtime_ns))
-            except OSError as error:
-                report.failed.append((at or ".", describe(error)))
-                say(f"FAILED {escape(at or '.')}/: {escape(describe(error))}")
-    finally:
-        replica.close()
-    return report
-
-
-def _write_file(replica: S3Replica, rel: str, where: str, meta: Meta) -> int:
-    folder, name = os.path.split(where)
-    temp = os.path.join(folder, f".synchro-tmp-restore-{os.getpid()}-{name}"[:255])
-    written = 0
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        for chunk in _chunks(replica, rel):
-            os.write(fd, chunk)
-            written += len(chunk)
-        os.fchmod(fd, meta.mode)
-        os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
-        os.close(fd)
-        fd = -1
-        os.replace(temp, where)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        os.unlink(temp)
-        raise
-    return written
-
-
-def _replace_link(where: str, meta: Meta) -> None:
-    assert meta.target is not None
-    temp = os.path.join(os.path.dirname(where), f".synchro-tmp-restore-{os.getpid()}-link")
-    os.symlink(meta.target, temp)
-    try:
-        os.utime(temp, ns=(meta.mtime_ns, meta.mtime_ns), follow_symlinks=False)
-        os.replace(temp, where)
-    except BaseException:
-        os.unlink(temp)
-        raise
 
 
 # --- verify
@@ -338,7 +201,7 @@ def _both_hashes(fd: int, replica: S3Replica, folder: str, name: str) -> tuple[s
     finally:
         os.close(fd)
     try:
-        for chunk in _chunks(replica, _object_rel(folder, name, Kind.FILE)):
+        for chunk in object_chunks(replica, _object_rel(folder, name, Kind.FILE)):
             theirs.update(chunk)
             nbytes += len(chunk)
     except OSError as error:
