@@ -690,10 +690,14 @@ def test_replaced_and_deleted_objects_are_copied_into_the_versions_prefix_first(
     (src / "d").rmdir()
     second = run(s3_server, src, url(bucket), tmp_path, "--versions", kept_url, "--keep-versions", "2")
     assert second.returncode == 0, second.stdout + second.stderr
-    kept = [line for line in second.stdout.splitlines() if " KEPT " in line]
-    assert len(kept) == 2 and all(f"-> {kept_url}/" in line for line in kept)
+    (stamp,) = {line.rsplit("/", 2)[1] for line in second.stdout.splitlines() if " KEPT " in line}
+    kept = [line.split(" ", 3)[3] for line in second.stdout.splitlines() if " KEPT " in line]
+    assert [line.split(" -> ")[0] for line in kept] == ["d/gone.txt", "d/", "a.txt"]
+    assert all(f"-> {kept_url}/" in line for line in kept)
     held = objects(s3_server, bucket, "backup-versions/")
-    by_name = {key.split("/", 2)[2]: obj for key, obj in held.items()}
+    # The run's objects, and beside them what synchro keeps of the run (its index).
+    by_name = {key.split("/", 2)[2]: obj for key, obj in held.items() if ".synchro/" not in key}
+    assert sorted(key.split("/", 1)[1].split("/")[0] for key in held) == [stamp, stamp, f"{stamp}.synchro"]
     assert by_name["a.txt"].data == b"version 1"
     assert by_name["a.txt"].metadata["mtime"] == format_mtime(T0)  # a kept version keeps its metadata
     assert by_name["d/gone.txt"].data == b"deleted later"
@@ -717,8 +721,13 @@ def test_the_api_keeps_versions_and_prunes_the_runs_no_rule_keeps(aws_env: S3Ser
         report = synchro.mirror(src, url(bucket), versions=kept, keep_versions="2", clock=lambda m=moment: m)
         assert report.exit_code == 0, report.failed
         runs.append(moment.strftime("%Y-%m-%d_%H%M%S"))
-    # Runs 2, 3 and 4 kept a version (run 1 replaced nothing); the two newest are left.
-    assert keys(aws_env, bucket, "old/") == [f"old/{runs[2]}/a.txt", f"old/{runs[3]}/a.txt"]
+    # Runs 2, 3 and 4 kept a version (run 1 replaced nothing); the two newest are left, with their indexes.
+    assert keys(aws_env, bucket, "old/") == [
+        f"old/{runs[2]}.synchro/index",
+        f"old/{runs[2]}/a.txt",
+        f"old/{runs[3]}.synchro/index",
+        f"old/{runs[3]}/a.txt",
+    ]
     assert s3_client(aws_env).get_object(Bucket=bucket, Key=f"old/{runs[3]}/a.txt")["Body"].read() == b"day 3"
 
 
