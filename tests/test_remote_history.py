@@ -422,3 +422,90 @@ def test_an_entry_that_cannot_be_written_fails_alone(remote: History, tmp_path: 
     expected = {p: e for p, e in remote.states[name(T3)].items() if not p.startswith(b"projects")}
     got = {p: e for p, e in snapshot(target).items() if not p.startswith(b"projects")}
     assert diff(expected, got, ignore=["."]) == []  # everything else restored
+
+
+# --- the keepers' lists, names and pruning on the server ------------------------------------------
+
+
+class Store:
+    """A fresh pair into the server or the bucket of ``remote``, and what its versions folder holds."""
+
+    def __init__(self, remote: History, tmp_path: Path) -> None:
+        self.remote, self.src, self.logs = remote, tmp_path / "src", tmp_path / "logs"
+        self.src.mkdir()
+        self.logs.mkdir()
+        if remote.kind == "sftp":
+            rep = tmp_path / "server" / "rep"
+            rep.mkdir(parents=True)
+            self.kept = tmp_path / "server" / "kept"
+            self.replica = remote.replica.replace(str(Path(remote.versions).parent / "docs"), str(rep))
+            self.versions = str(self.kept)
+        else:
+            bucket = remote.replica.split("/")[2]
+            self.prefix = f"kept-{tmp_path.name}"
+            self.replica = f"s3://{bucket}/rep-{tmp_path.name}"
+            self.versions = f"s3://{bucket}/{self.prefix}"
+
+    def run(self, moment: datetime, **options: object) -> None:
+        report = synchro.mirror(
+            self.src, self.replica, logpath=self.logs, versions=self.versions, clock=lambda: moment, **options
+        )
+        assert report.exit_code == 0, report.failed
+
+    def names(self) -> list[str]:
+        """The run folders and lists (not what synchro keeps of an s3:// run beside it)."""
+        if self.remote.kind == "sftp":
+            return sorted(os.listdir(self.kept)) if self.kept.exists() else []
+        assert self.remote.s3 is not None
+        listed = keys(self.remote.s3, self.replica.split("/")[2], self.prefix + "/")
+        return sorted({key.split("/")[1] for key in listed if ".synchro/" not in key})
+
+    def read(self, list_name: str) -> bytes:
+        if self.remote.kind == "sftp":
+            return (self.kept / list_name).read_bytes()
+        assert self.remote.s3 is not None
+        s3 = s3_client(self.remote.s3)
+        got = s3.get_object(Bucket=self.replica.split("/")[2], Key=f"{self.prefix}/{list_name}")
+        return got["Body"].read()
+
+    def pruned(self) -> list[str]:
+        lines = "".join(log.read_text() for log in sorted(self.logs.glob("**/LOG-*.txt"))).splitlines()
+        return [line.split(" PRUNED ", 1)[1].split(" (")[0] for line in lines if " PRUNED " in line]
+
+
+def test_names_taken_move_a_second_and_lists_are_pruned_with_their_runs(
+    remote: History, tmp_path: Path
+) -> None:
+    store = Store(remote, tmp_path)
+    build(store.src, {"a.txt": "a0"}, mtime_ns=BASE_NS)
+    store.run(T1)  # the first run: nothing to keep, nothing before it to list
+    assert store.names() == []
+    write(store.src / "a.txt", "a1", BASE_NS + SECOND)
+    write(store.src / "b.txt", "b", BASE_NS + SECOND)
+    store.run(T2)
+    write(store.src / "a.txt", "a2", BASE_NS + 2 * SECOND)
+    store.run(T2)  # the same second: the next free name
+    later = name(T2 + timedelta(seconds=1))
+    assert store.names() == [name(T2), f"{name(T2)}.added", later]
+    assert store.read(f"{name(T2)}.added") == b"b.txt\0"
+
+    write(store.src / "a.txt", "a3", BASE_NS + 3 * SECOND)
+    store.run(T3, keep_versions="1")
+
+    assert store.names() == [name(T3)]
+    shown = store.versions.rstrip("/")
+    assert store.pruned() == [f"{shown}/{name(T2)}/", f"{shown}/{later}/", f"{shown}/{name(T2)}.added"]
+
+
+def test_into_an_emptied_replica_a_run_lists_one_record(remote: History, tmp_path: Path) -> None:
+    store = Store(remote, tmp_path)
+    build(store.src, {"a.txt": "a", "box": {"in.txt": "in"}}, mtime_ns=BASE_NS)
+    store.run(T1)
+    shutil.rmtree(store.src)
+    store.src.mkdir()
+    store.run(T2, max_delete="100%")  # keeps everything: the run folder
+    build(store.src, {"a.txt": "a, again", "c.txt": "c"}, mtime_ns=BASE_NS + SECOND)
+    store.run(T3)  # into an empty replica: everything is new, one record says so
+
+    assert store.names() == [name(T2), f"{name(T3)}.added"]
+    assert store.read(f"{name(T3)}.added") == b".\0"
