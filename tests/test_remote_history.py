@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,7 +33,9 @@ from treeutil import BASE_NS, Link, Snapshot, build, diff, set_mtime, snapshot, 
 
 import synchro
 from synchro import ConfigError
+from synchro.endpoints.s3.replica import S3Replica
 from synchro.endpoints.sftp.lock import LOCK_NAME
+from synchro.endpoints.sftp.replica import SftpReplica
 from synchro.errors import ExitCode
 from synchro.faces import runner
 from synchro.faces.config import load_config
@@ -509,3 +512,19 @@ def test_into_an_emptied_replica_a_run_lists_one_record(remote: History, tmp_pat
 
     assert store.names() == [name(T2), f"{name(T3)}.added"]
     assert store.read(f"{name(T3)}.added") == b".\0"
+
+
+def test_a_restore_is_refused_while_a_run_holds_the_replica(remote: History, tmp_path: Path) -> None:
+    replica = SftpReplica(remote.replica) if remote.kind == "sftp" else S3Replica(remote.replica)
+    holder: AbstractContextManager[object] = replica.lock()  # as a run holds it
+
+    with holder:
+        refused = remote.face(
+            "inv", "restore", "--pair", "docs", "--at", name(T3), "--to", str(tmp_path / "r")
+        )
+        listed = remote.face("inv", "versions", "--pair", "docs", "--path", "a.txt")
+
+    assert refused.returncode == ExitCode.LOCKED, refused.stderr
+    assert refused.stderr.endswith("is locked by another synchro run; try again later\n")
+    assert not (tmp_path / "r").exists()
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3  # listing needs no lock
