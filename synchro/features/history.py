@@ -5,7 +5,7 @@ per run that replaced or deleted something, and one list per run that
 added something. Off this machine they are kept where the replica is
 (:mod:`synchro.endpoints.sftp.versions`, :mod:`synchro.endpoints.s3.versions`),
 in the same layout. What reads them back needs only two small interfaces,
-which each endpoint provides:
+which the sftp:// and s3:// endpoints provide (a local pair is read by descriptor):
 
 - a :class:`TreeReader`, one tree (the replica, or one run folder): list a
   folder (every entry's kind, size, time, mode, owner and link text), look
