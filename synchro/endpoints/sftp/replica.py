@@ -10,13 +10,16 @@ requests in flight on the one connection (:class:`~.session.Session`):
 - the pipeline keeps :attr:`SftpReplica.concurrency` copies in flight (each
   a :class:`~synchro.endpoints.base.CopyJob` on its own thread, all waiting
   on the same connection), and a file's writes go out several at a time;
-- a small file's data, attributes, ``fsync`` and close go out in one burst,
-  answered together (the server handles one channel's requests in order).
+- a small file's data, attributes and close go out in one burst, answered
+  together (the server handles one channel's requests in order).
 
 Nothing torn: a file is written to a temporary name in its folder
-(:data:`~synchro.endpoints.base.TEMP_PREFIX`), given its attributes, synced
-where the server offers ``fsync@openssh.com``, and renamed over its name
-with ``posix-rename@openssh.com`` (a plain SFTP rename never replaces).
+(:data:`~synchro.endpoints.base.TEMP_PREFIX`), given its attributes, and
+renamed over its name with ``posix-rename@openssh.com`` (a plain SFTP
+rename never replaces). It is not synced (``fsync@openssh.com``) before the
+rename, as a local replica's file is not (docs/guarantees.md,
+"Durability"): a run cut short leaves no torn file either way, and a
+request more per file would cost a sixth of a first copy.
 SFTP version 3 keeps whole seconds: the capability record says so, and the
 planner compares times to the second.
 """
@@ -113,7 +116,6 @@ class SftpReplica:
         self.keep_owner = False
         self.keep_mode = True
         self.link_times = False
-        self.fsync = False
         # The replica's folders, listed ahead of the walk (see _Crawl).
         self._crawl = _Crawl(self)
         self._writing = False
@@ -200,7 +202,6 @@ class SftpReplica:
                 "cannot be replaced atomically",
                 str(self.location),
             )
-        self.fsync = session.offers("fsync")
         self.link_times = session.offers("lsetstat")
         owners = as_root
         if as_root and not self.dry_run:
@@ -743,7 +744,7 @@ class SftpCopyJob:
                 before.st_ctime_ns,
             ) or (after.st_nlink == 0 < before.st_nlink):
                 raise SourceChanged("changed while it was copied")
-            # The last writes, the attributes, the sync and the close in one
+            # The last writes, the attributes and the close in one
             # burst: the server carries them out in order, and a failed one
             # fails the burst before anything is renamed.
             burst = list(writes)
@@ -757,8 +758,6 @@ class SftpCopyJob:
             if replica.keep_mode:
                 attrs.permissions = stat.S_IMODE(before.st_mode)
             burst.append(asyncio.ensure_future(handler.fsetstat(handle, attrs)))
-            if replica.fsync:
-                burst.append(asyncio.ensure_future(handler.fsync(handle)))
             closing = asyncio.ensure_future(handler.close(handle))
             closed = True
             results = await asyncio.gather(*burst, closing, return_exceptions=True)
