@@ -399,23 +399,26 @@ class SftpReplica:
         self._run(self._set_meta(self.path(path), meta, times=True), self._shown(path))
 
     async def _set_meta(self, full: bytes, meta: Meta, *, times: bool) -> None:
-        sftp = self.connected().sftp
-        if self.keep_owner:
-            # Apart, and first: the server changes the owner after the mode,
-            # and an owner change clears set-user-ID bits.
-            await sftp.setstat(full, asyncssh.SFTPAttrs(uid=meta.uid, gid=meta.gid))
+        requests = self.connected().requests
         attrs = asyncssh.SFTPAttrs()
+        if self.keep_owner:
+            if meta.mode & (stat.S_ISUID | stat.S_ISGID):
+                # Apart, and first: the server changes the owner after the
+                # mode, and an owner change clears set-user-ID bits.
+                await requests.setstat(full, asyncssh.SFTPAttrs(uid=meta.uid, gid=meta.gid))
+            else:
+                attrs.uid, attrs.gid = meta.uid, meta.gid
         if self.keep_mode:
             attrs.permissions = meta.mode
         if times:
             attrs.atime = attrs.mtime = meta.mtime_ns // SECOND
-        await sftp.setstat(full, attrs)
+        await requests.setstat(full, attrs)
 
     def remove(self, folder: str, name: str) -> None:
         self._stop_looking_ahead()
-        sftp = self.connected().sftp
+        requests = self.connected().requests
         with suppress(FileNotFoundError):  # already gone: the goal is reached
-            self._run(sftp.remove(self.path(folder, name)), self._shown(folder, name))
+            self._run(requests.remove(self.path(folder, name)), self._shown(folder, name))
 
     def remove_folder(self, folder: str, name: str) -> None:
         self._stop_looking_ahead()
@@ -709,7 +712,7 @@ class SftpCopyJob:
     ) -> int:
         replica = self.replica
         sftp = replica.connected().sftp
-        handler = sftp._handler  # handle-level requests: a burst is sent without waiting
+        handler = replica.connected().requests  # handle-level requests: a burst is sent without waiting
         temp = replica.path(self.folder, _temp_name())
         block = min(sftp.limits.max_write_len or CHUNK, 256 * 1024)
         handle = await handler.open(temp, FXF_NEW, asyncssh.SFTPAttrs(permissions=0o600))

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from ...errors import ConfigError
 from .connect import SftpLocation, asyncssh, connect
+from .wire import Requests, requests_of
 
 MSG_IGNORE = 2  # RFC 4253
 
@@ -67,6 +68,7 @@ class Session:
         try:
             self.connection = self._wait(self.submit(connect(location, timeout=timeout)))
             self.sftp: asyncssh.SFTPClient = self._wait(self.submit(self._start_sftp()))
+            self.requests: Requests = requests_of(self.sftp)
         except BaseException:
             self.close()
             raise
