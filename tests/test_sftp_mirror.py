@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -307,6 +308,88 @@ def test_server_killed_mid_upload(
     assert again.exit_code == 0, again.failed
     assert_remote_mirror(src, rep)
     assert not [name for name in os.listdir(rep) if name.startswith(".synchro-tmp-")]
+
+
+# Runs the command with the server's session killed when the upload of the
+# file named by argv[1] begins: the hold is that upload itself, in the loop
+# that sends it, before its first request.
+KILL_AT_UPLOAD = """
+import contextlib, os, signal, sys
+from pathlib import Path
+from synchro.endpoints.sftp import replica
+from synchro.faces.cli import command
+
+name, sshd_pid = sys.argv[1], int(sys.argv[2])
+upload = replica.SftpCopyJob._upload
+killed = []
+
+async def killing(self, *args, **kwargs):
+    if self.name == name and not killed:
+        children = Path(f"/proc/{sshd_pid}/task/{sshd_pid}/children").read_text().split()
+        for pid in map(int, children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return await upload(self, *args, **kwargs)
+
+replica.SftpCopyJob._upload = killing
+sys.argv = ["synchro", *sys.argv[3:]]
+command()
+"""
+
+
+def test_a_lost_connection_is_one_line_for_the_rest_of_the_run(
+    sshd: SshServer, tree: dict[str, Path]
+) -> None:
+    """The command loses its server mid-run: one FAILED line for every action left, exit 1."""
+    src, rep, logs = tree["src"], tree["rep"], tree["logs"]
+    for folder in range(8):
+        (src / f"many{folder}").mkdir()
+        for number in range(10):
+            write(src / f"many{folder}" / f"f{number}", f"{folder}/{number}", mtime_ns=BASE_NS)
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_AT_UPLOAD,
+            "f5",
+            str(sshd.process.pid),
+            src,
+            sshd.url(rep),
+            "24",
+            logs,
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        env=sshd.env(child_env()),
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    failed = [line for line in log_messages(logs) if line.startswith("FAILED")]
+    assert len(failed) == 1, failed
+    line = re.fullmatch(
+        r"FAILED \./: the connection to (\S+) was lost \(.*\): (\d+) actions not done; the next run converges",
+        failed[0],
+    )
+    assert line and line.group(1) == sshd.url(rep), failed[0]
+    missing = [
+        path for path in src.rglob("*") if path.is_file() and not (rep / path.relative_to(src)).exists()
+    ]
+    assert 1 <= len(missing) <= int(line.group(2)), (missing, failed[0])
+    for path in src.rglob("*"):  # what is there under a real name is whole
+        there = rep / path.relative_to(src)
+        if path.is_file() and not path.is_symlink() and there.exists():
+            assert there.read_bytes() == path.read_bytes(), there
+
+    again = run(sshd, src, sshd.url(rep), "24", logs, "--once")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_remote_mirror(src, rep)
+    assert not [path for path in rep.rglob(".synchro-tmp-*")]
 
 
 def inv(sshd: SshServer, ini: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -84,6 +84,15 @@ class SourceVanished(Exception):
     """The source entry disappeared before it could be copied."""
 
 
+class ReplicaLost(ConnectionError):
+    """The replica cannot be reached any more (its server's connection is lost).
+
+    Every later action on it would fail the same way: the pipeline stops
+    carrying them out and says so once, with how many were not done,
+    instead of one ``FAILED`` line each. Its text names the replica.
+    """
+
+
 # Told the bytes copied so far after each chunk of a file: the progress of a
 # large file, and a test hook that changes the source (or fails the write)
 # in the middle of a copy.

@@ -19,6 +19,7 @@ from ..endpoints.base import (
     Kind,
     OnChunk,
     Replica,
+    ReplicaLost,
     Source,
     SourceChanged,
     SourceVanished,
@@ -97,6 +98,8 @@ class ApplyContext:
         "keep_owner",
         "keeper",
         "list_untouched",
+        "lost",
+        "not_done",
         "progress",
         "rep",
         "report",
@@ -141,6 +144,10 @@ class ApplyContext:
         # Replica folders this run failed to create: what goes inside them fails
         # with that reason instead of a puzzling "No such file or directory".
         self.unmade: set[str] = set()
+        # The replica's connection was lost: the actions from then on are not
+        # carried out, only counted, and said once (see :func:`lost_line`).
+        self.lost: ReplicaLost | None = None
+        self.not_done = 0
 
 
 def display(action: Action) -> str:
@@ -158,6 +165,11 @@ def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
     background = _Background(ctx) if _background_allowed(ctx) else None
     try:
         for action in actions:
+            if ctx.lost is not None and action.op not in _NO_REPLICA:
+                ctx.not_done += 1
+                if progress is not None:
+                    _counted(action, ctx)
+                continue
             if ctx.before_action is not None:
                 ctx.before_action(action)
             if background is not None:
@@ -182,6 +194,26 @@ def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
     finally:
         if background is not None:
             background.close()
+
+
+# Actions that only report (a source entry that cannot be copied): they do
+# not need the replica, and keep their lines after it is lost.
+_NO_REPLICA = frozenset({Op.SKIP, Op.FAIL})
+
+
+def lost_line(ctx: ApplyContext) -> str:
+    """The one line for the actions not done since the replica was lost ("" if it was not)."""
+    if ctx.lost is None:
+        return ""
+    reason = ctx.lost.strerror or str(ctx.lost)
+    return f"{reason}: {ctx.not_done} actions not done; the next run converges"
+
+
+def _not_done(ctx: ApplyContext, error: ReplicaLost) -> None:
+    """An action that failed because the replica is lost: counted, said once at the end."""
+    if ctx.lost is None:
+        ctx.lost = error
+    ctx.not_done += 1
 
 
 # While waiting for a background copy, the bar is told the bytes written
@@ -382,6 +414,8 @@ class _Background:
             _vanished(self.ctx, action)
         elif isinstance(error, SourceChanged):
             _skipped(self.ctx, action, str(error))
+        elif isinstance(error, ReplicaLost):
+            _not_done(self.ctx, error)
         elif isinstance(error, OSError) and retry:
             _carry_out(action, self.ctx)
         elif isinstance(error, OSError):
@@ -472,6 +506,8 @@ def _carry_out(action: Action, ctx: ApplyContext, *, retry: bool = True) -> None
         _vanished(ctx, action)
     except SourceChanged as error:
         _skipped(ctx, action, str(error))
+    except ReplicaLost as error:
+        _not_done(ctx, error)
     except OSError as error:
         if error.errno in GONE and action.src is not None and _source_gone(ctx, action):
             # A folder that vanished was reported by its MKDIR already.

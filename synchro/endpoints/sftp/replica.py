@@ -41,7 +41,7 @@ from ..base import TEMP_PREFIX, Concurrency, Kind, Listing, Meta, OnChunk, Sourc
 from ..capabilities import Capabilities
 from .connect import DEFAULT_TIMEOUT, SftpLocation, asyncssh, parse_sftp_url
 from .lock import LOCK_NAME, LockTiming, RemoteLock
-from .session import Session
+from .session import ConnectionLost, Session
 
 if TYPE_CHECKING:
     from ...options import MirrorOptions
@@ -613,8 +613,13 @@ class _Crawl:
                 session = self.replica.connected()
                 session.loop.call_soon_threadsafe(self._start, folder)
             while (found := self.ready.pop(folder, None)) is None:
-                if self.replica.session is None or self.replica.session.lost:
-                    return ConnectionResetError(errno.ECONNRESET, "the connection to the server was lost")
+                current = self.replica.session
+                if current is None:
+                    return ConnectionLost(
+                        errno.ECONNRESET, f"the connection to {self.replica.location} was lost"
+                    )
+                if current.lost:
+                    return current.lost_error()
                 self.cond.wait(1.0)
             return found
 

@@ -25,6 +25,7 @@ from contextlib import suppress
 from typing import Any, TypeVar
 
 from ...errors import ConfigError
+from ..base import ReplicaLost
 from .connect import SftpLocation, asyncssh, connect
 from .wire import Requests, requests_of
 
@@ -50,7 +51,7 @@ _ERRNO = {
 }
 
 
-class ConnectionLost(ConnectionError):
+class ConnectionLost(ReplicaLost):
     """The connection to the server was lost: every later request fails with it too."""
 
 
@@ -136,7 +137,12 @@ class Session:
 
     def _connection_lost(self, error: BaseException) -> ConnectionLost:
         if self._lost is None:
-            reason = getattr(error, "reason", "") or str(error) or type(error).__name__
+            reason = (
+                getattr(error, "reason", "")
+                or (error.strerror if isinstance(error, OSError) else "")
+                or str(error)
+                or type(error).__name__
+            )
             self._lost = ConnectionLost(
                 errno.ECONNRESET, f"the connection to {self.location} was lost ({reason})"
             )
@@ -145,6 +151,11 @@ class Session:
     @property
     def lost(self) -> bool:
         return self._lost is not None
+
+    def lost_error(self) -> ConnectionLost:
+        """The error every request fails with once the connection is lost (only then)."""
+        assert self._lost is not None
+        return self._lost
 
     def close(self) -> None:
         """Close the connection and stop the loop (waits at most the timeout)."""
