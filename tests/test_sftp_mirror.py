@@ -530,3 +530,51 @@ def test_versions_on_the_server_are_pruned(
     assert sorted(p.name for p in kept.iterdir()) == ["2026-03-03_030000"]  # the older one pruned
     assert (kept / "2026-03-03_030000" / "a.txt").read_text() == "one"
     assert (rep / "a.txt").read_text() == "two"
+
+
+def test_ini_pairs_naming_one_replica_by_alias_and_url_are_refused(
+    sshd: SshServer, tree: dict[str, Path]
+) -> None:
+    """A Host alias and the URL it stands for (after ~/.ssh/config) are one replica: refused before any run."""
+    src, rep, logs, root = tree["src"], tree["rep"], tree["logs"], tree["root"]
+    other = root / "other"
+    other.mkdir()
+    ini = root / "backups.ini"
+
+    def pairs(first: str, second: str) -> str:
+        return (
+            f"[alias]\nsource = {src}\nreplica = {first}\nlogpath = {logs}\n"
+            f"[url]\nsource = {other}\nreplica = {second}\nlogpath = {logs}\n"
+        )
+
+    ini.write_text(pairs(sshd.url(rep, alias=True), sshd.url(rep)))
+    same = inv(sshd, ini, "backup-all")
+    assert same.returncode == 2, same.stdout + same.stderr
+    assert f"pairs [alias] and [url] have the same replica {sshd.url(rep, alias=True)}" in same.stderr
+    assert "Traceback" not in same.stderr
+    assert not list(rep.iterdir())  # nothing ran
+
+    ini.write_text(pairs(sshd.url(rep, alias=True), sshd.url(rep / "inner")))
+    inside = inv(sshd, ini, "backup-all")
+    assert inside.returncode == 2
+    assert "the replica of [url] is inside the replica of [alias]" in inside.stderr
+
+    (root / "server" / "rep2").mkdir()
+    ini.write_text(pairs(sshd.url(rep, alias=True), sshd.url(root / "server" / "rep2")))
+    apart = inv(sshd, ini, "backup-all")
+    assert apart.returncode == 0, apart.stdout + apart.stderr
+
+
+def test_versions_on_the_server_named_by_the_other_spelling(
+    sshd: SshServer, tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica named by its alias keeps versions at a URL of the same server (and the reverse)."""
+    src, rep, logs, root = tree["src"], tree["rep"], tree["logs"], tree["root"]
+    monkeypatch.setenv("HOME", str(sshd.home))
+    kept = root / "server" / "versions"
+    report = synchro.mirror(src, sshd.url(rep, alias=True), logpath=logs, versions=sshd.url(kept))
+    assert report.exit_code == 0, report.message
+    elsewhere = synchro.mirror(
+        src, sshd.url(rep, alias=True), logpath=logs, versions=f"sftp://nobody@127.0.0.1:1{kept}"
+    )
+    assert elsewhere.exit_code == 2 and "is not on the replica's server" in elsewhere.message
