@@ -578,3 +578,20 @@ def test_versions_on_the_server_named_by_the_other_spelling(
         src, sshd.url(rep, alias=True), logpath=logs, versions=f"sftp://nobody@127.0.0.1:1{kept}"
     )
     assert elsewhere.exit_code == 2 and "is not on the replica's server" in elsewhere.message
+
+
+def test_a_folder_listed_in_several_answers(sshd: SshServer, tree: dict[str, Path]) -> None:
+    """More entries than one READDIR answer holds (OpenSSH: 100): all are seen, a second run changes nothing."""
+    src, rep, logs = tree["src"], tree["rep"], tree["logs"]
+    for number in range(250):
+        write(src / "sub" / f"n{number:03}", str(number), mtime_ns=BASE_NS)
+    assert run(sshd, src, sshd.url(rep), "24", logs, "--once").returncode == 0
+    (rep / "sub" / "n249").unlink()
+    write(rep / "sub" / "extra", "x")
+
+    again = run(sshd, src, sshd.url(rep), "24", logs, "--once")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_remote_mirror(src, rep)
+    last = log_messages(logs)[-4:]
+    assert "ADDED sub/n249" in last and "DELETED sub/extra" in last, last

@@ -12,6 +12,7 @@ server of another version gets asyncssh's own methods.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 from .connect import asyncssh
@@ -20,7 +21,7 @@ __all__ = ["Requests", "requests_of"]
 
 # SFTP version 3 (draft-ietf-secsh-filexfer-02): the request types.
 FXP_OPEN, FXP_CLOSE, FXP_WRITE = 3, 4, 6
-FXP_SETSTAT, FXP_FSETSTAT, FXP_REMOVE = 9, 10, 13
+FXP_SETSTAT, FXP_FSETSTAT, FXP_OPENDIR, FXP_READDIR, FXP_REMOVE = 9, 10, 11, 12, 13
 POSIX_RENAME = b"posix-rename@openssh.com"
 
 
@@ -38,6 +39,12 @@ class Requests(Protocol):
     async def close(self, handle: bytes) -> None: ...
 
     async def remove(self, path: bytes) -> None: ...
+
+    async def opendir(self, path: bytes) -> bytes: ...
+
+    async def readdir(self, handle: bytes) -> tuple[Sequence[asyncssh.SFTPName], bool]:
+        """The next entries, and whether they are the last (SFTPEOFError: no more)."""
+        ...
 
     async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None: ...
 
@@ -74,6 +81,14 @@ class _Version3:
 
     async def remove(self, path: bytes) -> None:
         await self._request(FXP_REMOVE, _string(path))
+
+    async def opendir(self, path: bytes) -> bytes:
+        return cast(bytes, await self._request(FXP_OPENDIR, _string(path)))
+
+    async def readdir(self, handle: bytes) -> tuple[Sequence[asyncssh.SFTPName], bool]:
+        return cast(
+            tuple[Sequence[asyncssh.SFTPName], bool], await self._request(FXP_READDIR, _string(handle))
+        )
 
     async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
         await self._request(POSIX_RENAME, _string(oldpath), _string(newpath))
