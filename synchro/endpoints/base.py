@@ -127,6 +127,11 @@ class Concurrency(NamedTuple):
     # depends on (the content of a folder, an earlier action on the same
     # path): on a remote replica each is a round trip of its own.
     actions_in_flight: bool = False
+    # Copy jobs are :class:`StartsItself`: one with nothing to wait for is
+    # started without a thread of the pipeline's (a remote replica's upload
+    # runs on its connection's event loop; a thread waiting for each would
+    # cost a hand-over and a contest for the GIL per file).
+    jobs_start_themselves: bool = False
 
 
 class Tree(Protocol):
@@ -184,6 +189,18 @@ class CopyJob(Protocol):
 
     def discard(self) -> None:
         """Release what the job holds: it will never run."""
+        ...
+
+
+Finished = Callable[[int, BaseException | None], None]
+
+
+class StartsItself(CopyJob, Protocol):
+    """A :class:`CopyJob` that can run without a thread of the caller's."""
+
+    def start(self, finished: Finished) -> None:
+        """Begin the copy and return at once; ``finished`` is called once, from any
+        thread, with the bytes copied, or 0 and the error (as :meth:`CopyJob.run` raises it)."""
         ...
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from functools import partial
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 from ..endpoints.base import (
     SMALL_COPY,
@@ -23,6 +24,7 @@ from ..endpoints.base import (
     Source,
     SourceChanged,
     SourceVanished,
+    StartsItself,
     describe,
 )
 from ..options import MirrorOptions
@@ -305,6 +307,9 @@ class _Background:
         self._pool: CopyPool[_Copy] | None = None
         # With actions in flight: the index in jobs of the last job of each path.
         self._last: dict[str, int] = {}
+        # Copies that start themselves (no thread here): waited for by close().
+        self._starting = concurrency.jobs_start_themselves
+        self._started: list[Job[_Copy]] = []
 
     def takes(self, action: Action) -> bool:
         return (
@@ -344,7 +349,11 @@ class _Background:
             self._last[action.path] = len(self.jobs)
         job = Job(_Copy(action, work, written, after))
         self.jobs.append(job)
-        self._pool.submit(job)
+        if self._starting and not after and not isinstance(work, _Call):
+            self._started.append(job)
+            cast(StartsItself, work).start(partial(_finished, job))
+        else:
+            self._pool.submit(job)
         if len(self.jobs) - self._next > 2 * self.threads:
             self._finish_next()
 
@@ -397,6 +406,8 @@ class _Background:
         """Drop the reported jobs, so that a first copy of a million files does not
         keep a million jobs (and their events) to the end of the run."""
         done = self._next
+        if self._started:
+            self._started = [job for job in self._started if not job.reported]
         del self.jobs[:done]
         self._next = 0
         self._last = {path: index - done for path, index in self._last.items() if index >= done}
@@ -442,9 +453,17 @@ class _Background:
         if self._pool is None:
             return
         self._pool.close()
+        for job in self._started:  # they end on their own: installed, or discarded
+            job.done.wait()
         for job in self.jobs:
             if not job.reported and job.done.is_set() and job.error is None:
                 self._report(job, retry=False)
+
+
+def _finished(job: Job[_Copy], result: int, error: BaseException | None) -> None:
+    """A copy that started itself is done (told from whatever thread ran it)."""
+    job.result, job.error = result, error
+    job.done.set()
 
 
 class _Copy:

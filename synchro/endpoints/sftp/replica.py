@@ -37,7 +37,18 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
-from ..base import TEMP_PREFIX, Concurrency, Kind, Listing, Meta, OnChunk, Source, SourceChanged, describe
+from ..base import (
+    TEMP_PREFIX,
+    Concurrency,
+    Finished,
+    Kind,
+    Listing,
+    Meta,
+    OnChunk,
+    Source,
+    SourceChanged,
+    describe,
+)
 from ..capabilities import Capabilities
 from .connect import DEFAULT_TIMEOUT, SftpLocation, asyncssh, parse_sftp_url
 from .lock import LOCK_NAME, LockTiming, RemoteLock
@@ -55,7 +66,13 @@ SECOND = 10**9
 
 # Many copies in flight, no forked helper: the run waits on the network,
 # and one connection carries every request.
-REMOTE = Concurrency(fork_helper=False, copies_in_flight=32, in_flight_min_size=0, actions_in_flight=True)
+REMOTE = Concurrency(
+    fork_helper=False,
+    copies_in_flight=32,
+    in_flight_min_size=0,
+    actions_in_flight=True,
+    jobs_start_themselves=True,
+)
 
 Say = Callable[[str], None]  # a line for the run's log
 
@@ -750,6 +767,42 @@ class SftpCopyJob:
             return copied
         finally:
             self.discard()
+
+    def start(self, finished: Finished) -> None:
+        """Upload on the connection's loop, with no thread waiting for it; ``finished`` is told there.
+
+        ``on_chunk`` (the bar's) is told in the loop too: it only notes a count.
+        """
+        session = self.replica.connected()
+        context = self.replica._shown(self.folder, self.name)
+        on_chunk = self.on_chunk
+
+        async def upload() -> None:
+            try:
+                before = os.fstat(self.fd)
+                if not stat.S_ISREG(before.st_mode):
+                    raise SourceChanged("is no longer a regular file")
+                hook = None
+                if on_chunk is not None:
+                    told = on_chunk
+
+                    async def tell(copied: int) -> None:
+                        told(copied)
+
+                    hook = tell
+                copied = await self._upload(before, hook)
+            except (asyncssh.Error, OSError, EOFError, SourceChanged) as error:
+                self.discard()
+                finished(0, session.translate(error, context))
+            except BaseException as error:  # a bug, or the loop stopping: handed over, not lost
+                self.discard()
+                finished(0, error)
+                raise
+            else:
+                self.discard()
+                finished(copied, None)
+
+        session.start_soon(upload)
 
     def discard(self) -> None:
         fd, self.fd = self.fd, -1

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from contextlib import suppress
 from typing import Any, TypeVar
@@ -65,6 +65,9 @@ class Session:
         self._thread = threading.Thread(target=self.loop.run_forever, name="synchro-sftp", daemon=True)
         self._thread.start()
         self._lost: ConnectionLost | None = None
+        self._starting: list[Callable[[], Coroutine[Any, Any, None]]] = []  # see start_soon
+        self._starting_lock = threading.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()  # started, held until done
         self.connection: asyncssh.SSHClientConnection | None = None
         try:
             self.connection = self._wait(self.submit(connect(location, timeout=timeout)))
@@ -92,6 +95,26 @@ class Session:
         handler only (it uses each where it is offered and raises otherwise).
         """
         return bool(getattr(self.sftp._handler, f"_supports_{extension}", False))
+
+    def start_soon(self, start: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``start()`` as a task on the connection's loop, with no one waiting for it.
+
+        Called from other threads, many times in a row: the loop is woken
+        once for all those that come before it runs, not once each.
+        """
+        with self._starting_lock:
+            self._starting.append(start)
+            if len(self._starting) > 1:
+                return  # a wake-up is on its way
+        self.loop.call_soon_threadsafe(self._start_all)
+
+    def _start_all(self) -> None:
+        with self._starting_lock:
+            starts, self._starting = self._starting, []
+        for start in starts:
+            task = self.loop.create_task(start())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Start ``coro`` on the connection's loop; its future, to wait for later."""
