@@ -13,7 +13,9 @@ through ``ssh`` to the server's ``rsync``). The trees are those of
 - ``gib``: one 1 GiB file, ``initial``.
 
 Each tool runs on the same trees, interleaved, ``--runs`` times; the median
-wall time and the ratio to rsync over ssh are reported. After each timed
+wall time, the median CPU time of the tool's processes on this side
+(user + system; the server's are not counted) and the ratio of the wall
+times to rsync over ssh are reported. After each timed
 run the replica is checked: the same names and bytes as the source
 (``rsync -rlnc --delete``), and, for synchro and rsync, the times to the
 second (SFTP version 3 keeps whole seconds) and the permission bits
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -181,20 +184,33 @@ def check(tool: Tool, src: Path, rep: Path) -> None:
         raise SystemExit(f"{tool.name}: the replica is not a mirror:\n" + "\n".join(out.splitlines()[:20]))
 
 
-def timed(tool: Tool, server: Server, src: Path, rep: Path, logs: Path) -> float:
+def timed(tool: Tool, server: Server, src: Path, rep: Path, logs: Path) -> tuple[float, float]:
+    """Run ``tool`` once: its wall time, and the CPU time (user + system) of its processes here.
+
+    The CPU time is that of the client's processes (synchro; rsync and its
+    ssh; rclone), not of the server's: on a shared machine it is the
+    steadier figure of the two.
+    """
     env = dict(os.environ, HOME=str(server.home))
     env.pop("SSH_AUTH_SOCK", None)
     env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    # Byte code cached as a user's installation has it (an inherited
+    # PYTHONDONTWRITEBYTECODE would compile synchro at every start).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(logs.parent / "pycache")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(
         tool.argv(server, src, rep, logs), env=env, capture_output=True, text=True, check=False
     )
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(
             f"{tool.name} failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
         )
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def write_big(path: Path, size: int) -> None:
@@ -211,7 +227,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
     tools = [TOOLS[name] for name in TOOLS if name.split()[0] in args.tools]
     with ssh_server(work) as server:
         print(f"# {len(tools)} tools, {args.runs} runs each, on {work}, sshd on port {server.port}")
-        print(f"{'tree':6} {'scenario':8} {'tool':14} {'median s':>9} {'runs':>24} {'ratio':>6} target")
+        print(
+            f"{'tree':6} {'scenario':8} {'tool':14} {'median s':>9} {'cpu s':>6} "
+            f"{'runs':>24} {'ratio':>6} target"
+        )
         for tree in args.trees:
             spec = GIB_TREE if tree == "gib" else TREES[tree]
             original = work / f"{tree}-src"
@@ -228,6 +247,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
                     mutate_tree(spec, mutated)
                 src = mutated if scenario == "delta" else original
                 times: dict[str, list[float]] = {tool.name: [] for tool in tools}
+                cpus: dict[str, list[float]] = {tool.name: [] for tool in tools}
                 for _ in range(args.runs):
                     for tool in tools:
                         rep = work / "rep"
@@ -238,16 +258,22 @@ def run(args: argparse.Namespace, work: Path) -> None:
                             # A mirror of the original made by the tool itself (untimed).
                             rep.mkdir()
                             timed(tool, server, original, rep, work / "logs")
-                        times[tool.name].append(timed(tool, server, src, rep, work / "logs"))
+                        seconds, cpu = timed(tool, server, src, rep, work / "logs")
+                        times[tool.name].append(seconds)
+                        cpus[tool.name].append(cpu)
                         check(tool, src, rep)
                 reference = statistics.median(times["rsync -e ssh"]) if "rsync -e ssh" in times else None
                 for tool in tools:
                     median = statistics.median(times[tool.name])
+                    cpu = statistics.median(cpus[tool.name])
                     ratio = f"{median / reference:.2f}" if reference else "-"
                     target = TARGETS.get((tree, scenario)) if tool.name == "synchro" else None
                     runs = " ".join(f"{t:.2f}" for t in times[tool.name])
                     shown = f"<= {target}" if target else ""
-                    print(f"{tree:6} {scenario:8} {tool.name:14} {median:9.2f} {runs:>24} {ratio:>6} {shown}")
+                    print(
+                        f"{tree:6} {scenario:8} {tool.name:14} {median:9.2f} {cpu:6.2f} "
+                        f"{runs:>24} {ratio:>6} {shown}"
+                    )
                     sys.stdout.flush()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -309,6 +310,88 @@ def test_server_killed_mid_upload(
     assert not [name for name in os.listdir(rep) if name.startswith(".synchro-tmp-")]
 
 
+# Runs the command with the server's session killed when the upload of the
+# file named by argv[1] begins: the hold is that upload itself, in the loop
+# that sends it, before its first request.
+KILL_AT_UPLOAD = """
+import contextlib, os, signal, sys
+from pathlib import Path
+from synchro.endpoints.sftp import replica
+from synchro.faces.cli import command
+
+name, sshd_pid = sys.argv[1], int(sys.argv[2])
+upload = replica.SftpCopyJob._upload
+killed = []
+
+async def killing(self, *args, **kwargs):
+    if self.name == name and not killed:
+        children = Path(f"/proc/{sshd_pid}/task/{sshd_pid}/children").read_text().split()
+        for pid in map(int, children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return await upload(self, *args, **kwargs)
+
+replica.SftpCopyJob._upload = killing
+sys.argv = ["synchro", *sys.argv[3:]]
+command()
+"""
+
+
+def test_a_lost_connection_is_one_line_for_the_rest_of_the_run(
+    sshd: SshServer, tree: dict[str, Path]
+) -> None:
+    """The command loses its server mid-run: one FAILED line for every action left, exit 1."""
+    src, rep, logs = tree["src"], tree["rep"], tree["logs"]
+    for folder in range(8):
+        (src / f"many{folder}").mkdir()
+        for number in range(10):
+            write(src / f"many{folder}" / f"f{number}", f"{folder}/{number}", mtime_ns=BASE_NS)
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_AT_UPLOAD,
+            "f5",
+            str(sshd.process.pid),
+            src,
+            sshd.url(rep),
+            "24",
+            logs,
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        env=sshd.env(child_env()),
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    failed = [line for line in log_messages(logs) if line.startswith("FAILED")]
+    assert len(failed) == 1, failed
+    line = re.fullmatch(
+        r"FAILED \./: the connection to (\S+) was lost \(.*\): (\d+) actions not done; the next run converges",
+        failed[0],
+    )
+    assert line and line.group(1) == sshd.url(rep), failed[0]
+    missing = [
+        path for path in src.rglob("*") if path.is_file() and not (rep / path.relative_to(src)).exists()
+    ]
+    assert 1 <= len(missing) <= int(line.group(2)), (missing, failed[0])
+    for path in src.rglob("*"):  # what is there under a real name is whole
+        there = rep / path.relative_to(src)
+        if path.is_file() and not path.is_symlink() and there.exists():
+            assert there.read_bytes() == path.read_bytes(), there
+
+    again = run(sshd, src, sshd.url(rep), "24", logs, "--once")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_remote_mirror(src, rep)
+    assert not [path for path in rep.rglob(".synchro-tmp-*")]
+
+
 def inv(sshd: SshServer, ini: Path, *args: str) -> subprocess.CompletedProcess[str]:
     tasks = Path(synchro.__file__).resolve().parent.parent
     return subprocess.run(
@@ -447,3 +530,68 @@ def test_versions_on_the_server_are_pruned(
     assert sorted(p.name for p in kept.iterdir()) == ["2026-03-03_030000"]  # the older one pruned
     assert (kept / "2026-03-03_030000" / "a.txt").read_text() == "one"
     assert (rep / "a.txt").read_text() == "two"
+
+
+def test_ini_pairs_naming_one_replica_by_alias_and_url_are_refused(
+    sshd: SshServer, tree: dict[str, Path]
+) -> None:
+    """A Host alias and the URL it stands for (after ~/.ssh/config) are one replica: refused before any run."""
+    src, rep, logs, root = tree["src"], tree["rep"], tree["logs"], tree["root"]
+    other = root / "other"
+    other.mkdir()
+    ini = root / "backups.ini"
+
+    def pairs(first: str, second: str) -> str:
+        return (
+            f"[alias]\nsource = {src}\nreplica = {first}\nlogpath = {logs}\n"
+            f"[url]\nsource = {other}\nreplica = {second}\nlogpath = {logs}\n"
+        )
+
+    ini.write_text(pairs(sshd.url(rep, alias=True), sshd.url(rep)))
+    same = inv(sshd, ini, "backup-all")
+    assert same.returncode == 2, same.stdout + same.stderr
+    assert f"pairs [alias] and [url] have the same replica {sshd.url(rep, alias=True)}" in same.stderr
+    assert "Traceback" not in same.stderr
+    assert not list(rep.iterdir())  # nothing ran
+
+    ini.write_text(pairs(sshd.url(rep, alias=True), sshd.url(rep / "inner")))
+    inside = inv(sshd, ini, "backup-all")
+    assert inside.returncode == 2
+    assert "the replica of [url] is inside the replica of [alias]" in inside.stderr
+
+    (root / "server" / "rep2").mkdir()
+    ini.write_text(pairs(sshd.url(rep, alias=True), sshd.url(root / "server" / "rep2")))
+    apart = inv(sshd, ini, "backup-all")
+    assert apart.returncode == 0, apart.stdout + apart.stderr
+
+
+def test_versions_on_the_server_named_by_the_other_spelling(
+    sshd: SshServer, tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica named by its alias keeps versions at a URL of the same server (and the reverse)."""
+    src, rep, logs, root = tree["src"], tree["rep"], tree["logs"], tree["root"]
+    monkeypatch.setenv("HOME", str(sshd.home))
+    kept = root / "server" / "versions"
+    report = synchro.mirror(src, sshd.url(rep, alias=True), logpath=logs, versions=sshd.url(kept))
+    assert report.exit_code == 0, report.message
+    elsewhere = synchro.mirror(
+        src, sshd.url(rep, alias=True), logpath=logs, versions=f"sftp://nobody@127.0.0.1:1{kept}"
+    )
+    assert elsewhere.exit_code == 2 and "is not on the replica's server" in elsewhere.message
+
+
+def test_a_folder_listed_in_several_answers(sshd: SshServer, tree: dict[str, Path]) -> None:
+    """More entries than one READDIR answer holds (OpenSSH: 100): all are seen, a second run changes nothing."""
+    src, rep, logs = tree["src"], tree["rep"], tree["logs"]
+    for number in range(250):
+        write(src / "sub" / f"n{number:03}", str(number), mtime_ns=BASE_NS)
+    assert run(sshd, src, sshd.url(rep), "24", logs, "--once").returncode == 0
+    (rep / "sub" / "n249").unlink()
+    write(rep / "sub" / "extra", "x")
+
+    again = run(sshd, src, sshd.url(rep), "24", logs, "--once")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_remote_mirror(src, rep)
+    last = log_messages(logs)[-4:]
+    assert "ADDED sub/n249" in last and "DELETED sub/extra" in last, last

@@ -84,6 +84,15 @@ class SourceVanished(Exception):
     """The source entry disappeared before it could be copied."""
 
 
+class ReplicaLost(ConnectionError):
+    """The replica cannot be reached any more (its server's connection is lost).
+
+    Every later action on it would fail the same way: the pipeline stops
+    carrying them out and says so once, with how many were not done,
+    instead of one ``FAILED`` line each. Its text names the replica.
+    """
+
+
 # Told the bytes copied so far after each chunk of a file: the progress of a
 # large file, and a test hook that changes the source (or fails the write)
 # in the middle of a copy.
@@ -118,6 +127,11 @@ class Concurrency(NamedTuple):
     # depends on (the content of a folder, an earlier action on the same
     # path): on a remote replica each is a round trip of its own.
     actions_in_flight: bool = False
+    # Copy jobs are :class:`StartsItself`: one with nothing to wait for is
+    # started without a thread of the pipeline's (a remote replica's upload
+    # runs on its connection's event loop; a thread waiting for each would
+    # cost a hand-over and a contest for the GIL per file).
+    jobs_start_themselves: bool = False
 
 
 class Tree(Protocol):
@@ -175,6 +189,18 @@ class CopyJob(Protocol):
 
     def discard(self) -> None:
         """Release what the job holds: it will never run."""
+        ...
+
+
+Finished = Callable[[int, BaseException | None], None]
+
+
+class StartsItself(CopyJob, Protocol):
+    """A :class:`CopyJob` that can run without a thread of the caller's."""
+
+    def start(self, finished: Finished) -> None:
+        """Begin the copy and return at once; ``finished`` is called once, from any
+        thread, with the bytes copied, or 0 and the error (as :meth:`CopyJob.run` raises it)."""
         ...
 
 

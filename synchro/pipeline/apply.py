@@ -11,7 +11,8 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from functools import partial
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 from ..endpoints.base import (
     SMALL_COPY,
@@ -19,9 +20,11 @@ from ..endpoints.base import (
     Kind,
     OnChunk,
     Replica,
+    ReplicaLost,
     Source,
     SourceChanged,
     SourceVanished,
+    StartsItself,
     describe,
 )
 from ..options import MirrorOptions
@@ -97,6 +100,8 @@ class ApplyContext:
         "keep_owner",
         "keeper",
         "list_untouched",
+        "lost",
+        "not_done",
         "progress",
         "rep",
         "report",
@@ -141,6 +146,10 @@ class ApplyContext:
         # Replica folders this run failed to create: what goes inside them fails
         # with that reason instead of a puzzling "No such file or directory".
         self.unmade: set[str] = set()
+        # The replica's connection was lost: the actions from then on are not
+        # carried out, only counted, and said once (see :func:`lost_line`).
+        self.lost: ReplicaLost | None = None
+        self.not_done = 0
 
 
 def display(action: Action) -> str:
@@ -158,6 +167,11 @@ def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
     background = _Background(ctx) if _background_allowed(ctx) else None
     try:
         for action in actions:
+            if ctx.lost is not None and action.op not in _NO_REPLICA:
+                ctx.not_done += 1
+                if progress is not None:
+                    _counted(action, ctx)
+                continue
             if ctx.before_action is not None:
                 ctx.before_action(action)
             if background is not None:
@@ -182,6 +196,26 @@ def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
     finally:
         if background is not None:
             background.close()
+
+
+# Actions that only report (a source entry that cannot be copied): they do
+# not need the replica, and keep their lines after it is lost.
+_NO_REPLICA = frozenset({Op.SKIP, Op.FAIL})
+
+
+def lost_line(ctx: ApplyContext) -> str:
+    """The one line for the actions not done since the replica was lost ("" if it was not)."""
+    if ctx.lost is None:
+        return ""
+    reason = ctx.lost.strerror or str(ctx.lost)
+    return f"{reason}: {ctx.not_done} actions not done; the next run converges"
+
+
+def _not_done(ctx: ApplyContext, error: ReplicaLost) -> None:
+    """An action that failed because the replica is lost: counted, said once at the end."""
+    if ctx.lost is None:
+        ctx.lost = error
+    ctx.not_done += 1
 
 
 # While waiting for a background copy, the bar is told the bytes written
@@ -273,6 +307,9 @@ class _Background:
         self._pool: CopyPool[_Copy] | None = None
         # With actions in flight: the index in jobs of the last job of each path.
         self._last: dict[str, int] = {}
+        # Copies that start themselves (no thread here): waited for by close().
+        self._starting = concurrency.jobs_start_themselves
+        self._started: list[Job[_Copy]] = []
 
     def takes(self, action: Action) -> bool:
         return (
@@ -312,7 +349,11 @@ class _Background:
             self._last[action.path] = len(self.jobs)
         job = Job(_Copy(action, work, written, after))
         self.jobs.append(job)
-        self._pool.submit(job)
+        if self._starting and not after and not isinstance(work, _Call):
+            self._started.append(job)
+            cast(StartsItself, work).start(partial(_finished, job))
+        else:
+            self._pool.submit(job)
         if len(self.jobs) - self._next > 2 * self.threads:
             self._finish_next()
 
@@ -365,6 +406,8 @@ class _Background:
         """Drop the reported jobs, so that a first copy of a million files does not
         keep a million jobs (and their events) to the end of the run."""
         done = self._next
+        if self._started:
+            self._started = [job for job in self._started if not job.reported]
         del self.jobs[:done]
         self._next = 0
         self._last = {path: index - done for path, index in self._last.items() if index >= done}
@@ -382,6 +425,8 @@ class _Background:
             _vanished(self.ctx, action)
         elif isinstance(error, SourceChanged):
             _skipped(self.ctx, action, str(error))
+        elif isinstance(error, ReplicaLost):
+            _not_done(self.ctx, error)
         elif isinstance(error, OSError) and retry:
             _carry_out(action, self.ctx)
         elif isinstance(error, OSError):
@@ -408,9 +453,17 @@ class _Background:
         if self._pool is None:
             return
         self._pool.close()
+        for job in self._started:  # they end on their own: installed, or discarded
+            job.done.wait()
         for job in self.jobs:
             if not job.reported and job.done.is_set() and job.error is None:
                 self._report(job, retry=False)
+
+
+def _finished(job: Job[_Copy], result: int, error: BaseException | None) -> None:
+    """A copy that started itself is done (told from whatever thread ran it)."""
+    job.result, job.error = result, error
+    job.done.set()
 
 
 class _Copy:
@@ -472,6 +525,8 @@ def _carry_out(action: Action, ctx: ApplyContext, *, retry: bool = True) -> None
         _vanished(ctx, action)
     except SourceChanged as error:
         _skipped(ctx, action, str(error))
+    except ReplicaLost as error:
+        _not_done(ctx, error)
     except OSError as error:
         if error.errno in GONE and action.src is not None and _source_gone(ctx, action):
             # A folder that vanished was reported by its MKDIR already.

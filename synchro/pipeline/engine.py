@@ -17,7 +17,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import NamedTuple
 
-from ..endpoints.base import ForkableReplica, ForkableSource, Replica, Source, describe
+from ..endpoints.base import ForkableReplica, ForkableSource, Replica, ReplicaLost, Source, describe
 from ..endpoints.capabilities import FULL_POSIX, Capabilities
 from ..endpoints.resolve import (
     Opener,
@@ -38,6 +38,7 @@ from .apply import (
     Progress,
     RunKeeper,
     apply_plan,
+    lost_line,
 )
 from .exclude import Excluder
 from .helper import Helper, HelperStopped, MakeContext, PlanPart, may_share
@@ -257,6 +258,8 @@ def _plan_and_apply(
     verbose, hooks, progress_factory = cycle.verbose, cycle.hooks, cycle.progress_factory
     try:
         plan = plan_trees(src, rep, rules, keep_untouched=verbose, share=helper)
+    except ReplicaLost as error:
+        return _lost(f"{describe(error)}: nothing was changed; the next run converges", report, log)
     except OSError as error:
         return _unreadable(error, roots, report, log)
     part = None  # the helper's share of the plan, while it holds one
@@ -319,11 +322,20 @@ def _plan_and_apply(
             keeper.close()
         if progress is not None:
             progress.close()
+    if ctx.lost is not None:
+        _lost(lost_line(ctx), report, log)
     if keeper is not None and not report.failed:
         keeper.prune()  # only after a successful run
     # Changes that may have been made with no line: the log is not the whole
     # record of the run, which is a failure to report (1), not a success.
     return (ExitCode.FAILED if report.failed or report.unlogged else ExitCode.OK), ""
+
+
+def _lost(message: str, report: Report, log: DailyLog) -> tuple[ExitCode, str]:
+    """The replica was lost: one line for the whole run (exit 1)."""
+    report.failed.append((".", message))
+    log.write(f"FAILED ./: {escape(message)}")
+    return ExitCode.FAILED, message
 
 
 def _unreadable(error: OSError, roots: Roots, report: Report, log: DailyLog) -> tuple[ExitCode, str]:

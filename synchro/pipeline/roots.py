@@ -52,7 +52,7 @@ class Place(NamedTuple):
 def place(path: str) -> Place:
     """The :class:`Place` of the resolved ``path``."""
     if is_remote(path):
-        return Place(path, False, ())  # on another machine: known by its URL only
+        return Place(_remote_name(path), False, ())  # on another machine: known by its URL only
     chain: list[tuple[str, FolderId]] = []
     current = path
     while True:
@@ -71,6 +71,24 @@ def place(path: str) -> Place:
         current = parent
     exists = bool(chain) and chain[0][0] == path
     return Place(path, exists, tuple(chain))
+
+
+def _remote_name(url: str) -> str:
+    """The URL of a replica on another machine, spelled as the connection reaches it.
+
+    An ``sftp://`` URL gets what ``~/.ssh/config`` makes of its host (the
+    ``HostName``, ``Port`` and ``User`` of a ``Host`` alias, the default
+    user and port), read without connecting: an alias and the URL it stands
+    for are one replica. A malformed URL stays as it is (its run says why).
+    """
+    if not url.lower().startswith("sftp://"):
+        return url
+    from ..endpoints.sftp.connect import parse_sftp_url, resolve_location  # only a remote pair loads asyncssh
+
+    try:
+        return str(resolve_location(parse_sftp_url(url)))
+    except ConfigError:
+        return url
 
 
 def where_in(inner: Place, outer: Place) -> str | None:
@@ -326,11 +344,12 @@ def _remote_versions(replica: str, url: str, versions: str) -> str:
     Given as an absolute path (taken on the server) or as an ``sftp://`` URL
     of the same server; old versions are moved there, never across machines.
     """
-    from ..endpoints.sftp.connect import parse_sftp_url
+    from ..endpoints.sftp.connect import parse_sftp_url, resolve_location
 
     if os.fspath(versions).startswith("sftp://"):
         theirs, ours = parse_sftp_url(versions), parse_sftp_url(url)
-        if (theirs.host, theirs.user, theirs.port) != (ours.host, ours.user, ours.port):
+        there, here = resolve_location(theirs), resolve_location(ours)  # a Host alias or its URL: one server
+        if (there.host, there.user, there.port) != (here.host, here.user, here.port):
             raise ConfigError(
                 f"versions {_show(versions)} is not on the replica's server ({_show(url)}); "
                 "old versions are kept on the same server"

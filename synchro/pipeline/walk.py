@@ -15,7 +15,7 @@ import errno
 from operator import attrgetter
 from typing import Protocol
 
-from ..endpoints.base import Kind, Meta, Tree, describe
+from ..endpoints.base import Kind, Meta, ReplicaLost, Tree, describe
 from .plan import Action, Descend, Op, PlanRules, Side, Step, plan_folder
 
 # An entry that is gone, or that has been swapped for a link or a file,
@@ -189,6 +189,8 @@ class Walk:
             assert rep is not None
             try:
                 rep_listing = rep.list(step.rel)
+            except ReplicaLost:
+                raise  # the run stops: every later listing would fail alike
             except OSError as error:
                 if error.errno not in GONE:
                     plan.problems.append(("FAILED", path, f"cannot read replica folder: {describe(error)}"))

@@ -17,6 +17,7 @@ keepalives, so a cron run never hangs on it forever.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import warnings
 from typing import NamedTuple
@@ -33,7 +34,7 @@ with warnings.catch_warnings():
     import asyncssh
     from asyncssh.config import SSHClientConfig
 
-__all__ = ["DEFAULT_TIMEOUT", "SftpLocation", "asyncssh", "connect", "parse_sftp_url"]
+__all__ = ["DEFAULT_TIMEOUT", "SftpLocation", "asyncssh", "connect", "parse_sftp_url", "resolve_location"]
 
 DEFAULT_TIMEOUT = 30.0  # seconds to connect and log in; also how long a silent server is waited for
 CIPHERS = (
@@ -91,19 +92,38 @@ def _known_hosts_path() -> str:
     return os.path.join(os.path.expanduser("~"), ".ssh", "known_hosts")
 
 
-def _resolved(location: SftpLocation) -> tuple[str, int]:
-    """The host name and port a Host alias stands for in ~/.ssh/config (what known_hosts records)."""
-    host, port = location.host, location.port
+def resolve_location(location: SftpLocation) -> SftpLocation:
+    """``location`` as the connection reaches it: the ``HostName``, ``Port`` and ``User`` of
+    ``~/.ssh/config`` applied (a ``Host`` alias resolved), as asyncssh applies them; nothing is connected.
+
+    What the URL says wins over the config, as with ``ssh``; the user is
+    otherwise the local one, the port 22.
+    """
+    host, user, port = location.host, location.user, location.port
+    try:
+        local_user = getpass.getuser()
+    except (KeyError, OSError):
+        local_user = ""
     path = os.path.join(os.path.expanduser("~"), ".ssh", "config")
     if os.path.exists(path):
         try:
-            config = SSHClientConfig.load(None, [path], False, False, False, "", (), location.host, ())
+            config = SSHClientConfig.load(
+                None, [path], False, False, False, local_user, user or (), location.host, port or ()
+            )
         except (OSError, ValueError):
-            return host, port or 22
-        host = str(config.get("Hostname", host))
-        if port is None:
-            port = int(str(config.get("Port", 22)))
-    return host, port or 22
+            pass  # the connection says what is wrong with it
+        else:
+            host = str(config.get("Hostname", host))
+            user = str(config.get("User", "")) or user
+            port = int(str(config.get("Port", port or 22)))
+    return SftpLocation(host.lower(), user or local_user, port or 22, location.path)
+
+
+def _resolved(location: SftpLocation) -> tuple[str, int]:
+    """The host name and port a Host alias stands for in ~/.ssh/config (what known_hosts records)."""
+    resolved = resolve_location(location)
+    assert resolved.port is not None
+    return resolved.host, resolved.port
 
 
 def _host_key_refusal(location: SftpLocation, port: int, host: str) -> str:

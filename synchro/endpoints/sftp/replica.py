@@ -10,13 +10,16 @@ requests in flight on the one connection (:class:`~.session.Session`):
 - the pipeline keeps :attr:`SftpReplica.concurrency` copies in flight (each
   a :class:`~synchro.endpoints.base.CopyJob` on its own thread, all waiting
   on the same connection), and a file's writes go out several at a time;
-- a small file's data, attributes, ``fsync`` and close go out in one burst,
-  answered together (the server handles one channel's requests in order).
+- a small file's data, attributes and close go out in one burst, answered
+  together (the server handles one channel's requests in order).
 
 Nothing torn: a file is written to a temporary name in its folder
-(:data:`~synchro.endpoints.base.TEMP_PREFIX`), given its attributes, synced
-where the server offers ``fsync@openssh.com``, and renamed over its name
-with ``posix-rename@openssh.com`` (a plain SFTP rename never replaces).
+(:data:`~synchro.endpoints.base.TEMP_PREFIX`), given its attributes, and
+renamed over its name with ``posix-rename@openssh.com`` (a plain SFTP
+rename never replaces). It is not synced (``fsync@openssh.com``) before the
+rename, as a local replica's file is not (docs/guarantees.md,
+"Durability"): a run cut short leaves no torn file either way, and a
+request more per file would cost a sixth of a first copy.
 SFTP version 3 keeps whole seconds: the capability record says so, and the
 planner compares times to the second.
 """
@@ -28,17 +31,28 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
-from ..base import TEMP_PREFIX, Concurrency, Kind, Listing, Meta, OnChunk, Source, SourceChanged, describe
+from ..base import (
+    TEMP_PREFIX,
+    Concurrency,
+    Finished,
+    Kind,
+    Listing,
+    Meta,
+    OnChunk,
+    Source,
+    SourceChanged,
+    describe,
+)
 from ..capabilities import Capabilities
 from .connect import DEFAULT_TIMEOUT, SftpLocation, asyncssh, parse_sftp_url
 from .lock import LOCK_NAME, LockTiming, RemoteLock
-from .session import Session
+from .session import ConnectionLost, Session
 
 if TYPE_CHECKING:
     from ...options import MirrorOptions
@@ -52,7 +66,13 @@ SECOND = 10**9
 
 # Many copies in flight, no forked helper: the run waits on the network,
 # and one connection carries every request.
-REMOTE = Concurrency(fork_helper=False, copies_in_flight=32, in_flight_min_size=0, actions_in_flight=True)
+REMOTE = Concurrency(
+    fork_helper=False,
+    copies_in_flight=32,
+    in_flight_min_size=0,
+    actions_in_flight=True,
+    jobs_start_themselves=True,
+)
 
 Say = Callable[[str], None]  # a line for the run's log
 
@@ -113,12 +133,12 @@ class SftpReplica:
         self.keep_owner = False
         self.keep_mode = True
         self.link_times = False
-        self.fsync = False
         # The replica's folders, listed ahead of the walk (see _Crawl).
         self._crawl = _Crawl(self)
         self._writing = False
         self.locked = False  # the lock is held: close() leaves the connection to its release
         self.new_owner = (-1, -1)  # the owner of a file this login creates (measured)
+        self._closing: set[asyncio.Future[None]] = set()  # folder handles being closed, not waited for
 
     # --- paths and the connection
 
@@ -200,7 +220,6 @@ class SftpReplica:
                 "cannot be replaced atomically",
                 str(self.location),
             )
-        self.fsync = session.offers("fsync")
         self.link_times = session.offers("lsetstat")
         owners = as_root
         if as_root and not self.dry_run:
@@ -267,9 +286,41 @@ class SftpReplica:
             raise self.connected().translate(found, self._shown(folder))
         return found
 
+    async def _names(self, full: bytes) -> Sequence[asyncssh.SFTPName]:
+        """The entries of folder ``full``, ``.`` and ``..`` included, in two round trips for most folders.
+
+        ``READDIR`` go out two at a time: a folder that fits in one answer
+        (OpenSSH sends up to 100 entries) is read in one round trip, the
+        second saying it is the end. The handle's close is not waited for: the server carries out
+        one channel's requests in order, and nothing waits on it.
+        """
+        requests = self.connected().requests
+        handle = await requests.opendir(full)
+        names: list[asyncssh.SFTPName] = []
+        pending: list[asyncio.Future[tuple[Sequence[asyncssh.SFTPName], bool]]] = []
+        try:
+            while True:
+                if not pending:
+                    pending = [asyncio.ensure_future(requests.readdir(handle)) for _ in range(2)]
+                try:
+                    batch, at_end = await pending.pop(0)
+                except asyncssh.SFTPEOFError:
+                    break
+                names.extend(batch)
+                if at_end:
+                    break
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)  # retrieved: no warning
+            closing = asyncio.ensure_future(requests.close(handle))
+            self._closing.add(closing)
+            closing.add_done_callback(_forget(self._closing))
+        return names
+
     async def _list(self, folder: str) -> Listing:
         sftp = self.connected().sftp
-        names = await sftp.readdir(self.path(folder))
+        names = await self._names(self.path(folder))
         entries: dict[str, Meta] = {}
         links: list[tuple[str, asyncssh.SFTPAttrs]] = []
         for entry in names:
@@ -398,23 +449,26 @@ class SftpReplica:
         self._run(self._set_meta(self.path(path), meta, times=True), self._shown(path))
 
     async def _set_meta(self, full: bytes, meta: Meta, *, times: bool) -> None:
-        sftp = self.connected().sftp
-        if self.keep_owner:
-            # Apart, and first: the server changes the owner after the mode,
-            # and an owner change clears set-user-ID bits.
-            await sftp.setstat(full, asyncssh.SFTPAttrs(uid=meta.uid, gid=meta.gid))
+        requests = self.connected().requests
         attrs = asyncssh.SFTPAttrs()
+        if self.keep_owner:
+            if meta.mode & (stat.S_ISUID | stat.S_ISGID):
+                # Apart, and first: the server changes the owner after the
+                # mode, and an owner change clears set-user-ID bits.
+                await requests.setstat(full, asyncssh.SFTPAttrs(uid=meta.uid, gid=meta.gid))
+            else:
+                attrs.uid, attrs.gid = meta.uid, meta.gid
         if self.keep_mode:
             attrs.permissions = meta.mode
         if times:
             attrs.atime = attrs.mtime = meta.mtime_ns // SECOND
-        await sftp.setstat(full, attrs)
+        await requests.setstat(full, attrs)
 
     def remove(self, folder: str, name: str) -> None:
         self._stop_looking_ahead()
-        sftp = self.connected().sftp
+        requests = self.connected().requests
         with suppress(FileNotFoundError):  # already gone: the goal is reached
-            self._run(sftp.remove(self.path(folder, name)), self._shown(folder, name))
+            self._run(requests.remove(self.path(folder, name)), self._shown(folder, name))
 
     def remove_folder(self, folder: str, name: str) -> None:
         self._stop_looking_ahead()
@@ -566,6 +620,17 @@ class SftpReplica:
         return f"{self.location}/{rel}" if rel else str(self.location)
 
 
+def _forget(tasks: set[asyncio.Future[None]]) -> Callable[[asyncio.Future[None]], None]:
+    """A done-callback that drops a request no one waits for, its outcome retrieved (a lost connection)."""
+
+    def done(task: asyncio.Future[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    return done
+
+
 def _temp_name() -> str:
     return f"{TEMP_PREFIX}{os.urandom(6).hex()}"
 
@@ -609,8 +674,13 @@ class _Crawl:
                 session = self.replica.connected()
                 session.loop.call_soon_threadsafe(self._start, folder)
             while (found := self.ready.pop(folder, None)) is None:
-                if self.replica.session is None or self.replica.session.lost:
-                    return ConnectionResetError(errno.ECONNRESET, "the connection to the server was lost")
+                current = self.replica.session
+                if current is None:
+                    return ConnectionLost(
+                        errno.ECONNRESET, f"the connection to {self.replica.location} was lost"
+                    )
+                if current.lost:
+                    return current.lost_error()
                 self.cond.wait(1.0)
             return found
 
@@ -698,6 +768,42 @@ class SftpCopyJob:
         finally:
             self.discard()
 
+    def start(self, finished: Finished) -> None:
+        """Upload on the connection's loop, with no thread waiting for it; ``finished`` is told there.
+
+        ``on_chunk`` (the bar's) is told in the loop too: it only notes a count.
+        """
+        session = self.replica.connected()
+        context = self.replica._shown(self.folder, self.name)
+        on_chunk = self.on_chunk
+
+        async def upload() -> None:
+            try:
+                before = os.fstat(self.fd)
+                if not stat.S_ISREG(before.st_mode):
+                    raise SourceChanged("is no longer a regular file")
+                hook = None
+                if on_chunk is not None:
+                    told = on_chunk
+
+                    async def tell(copied: int) -> None:
+                        told(copied)
+
+                    hook = tell
+                copied = await self._upload(before, hook)
+            except (asyncssh.Error, OSError, EOFError, SourceChanged) as error:
+                self.discard()
+                finished(0, session.translate(error, context))
+            except BaseException as error:  # a bug, or the loop stopping: handed over, not lost
+                self.discard()
+                finished(0, error)
+                raise
+            else:
+                self.discard()
+                finished(copied, None)
+
+        session.start_soon(upload)
+
     def discard(self) -> None:
         fd, self.fd = self.fd, -1
         if fd >= 0:
@@ -708,7 +814,7 @@ class SftpCopyJob:
     ) -> int:
         replica = self.replica
         sftp = replica.connected().sftp
-        handler = sftp._handler  # handle-level requests: a burst is sent without waiting
+        handler = replica.connected().requests  # handle-level requests: a burst is sent without waiting
         temp = replica.path(self.folder, _temp_name())
         block = min(sftp.limits.max_write_len or CHUNK, 256 * 1024)
         handle = await handler.open(temp, FXF_NEW, asyncssh.SFTPAttrs(permissions=0o600))
@@ -743,7 +849,7 @@ class SftpCopyJob:
                 before.st_ctime_ns,
             ) or (after.st_nlink == 0 < before.st_nlink):
                 raise SourceChanged("changed while it was copied")
-            # The last writes, the attributes, the sync and the close in one
+            # The last writes, the attributes and the close in one
             # burst: the server carries them out in order, and a failed one
             # fails the burst before anything is renamed.
             burst = list(writes)
@@ -757,8 +863,6 @@ class SftpCopyJob:
             if replica.keep_mode:
                 attrs.permissions = stat.S_IMODE(before.st_mode)
             burst.append(asyncio.ensure_future(handler.fsetstat(handle, attrs)))
-            if replica.fsync:
-                burst.append(asyncio.ensure_future(handler.fsync(handle)))
             closing = asyncio.ensure_future(handler.close(handle))
             closed = True
             results = await asyncio.gather(*burst, closing, return_exceptions=True)
