@@ -209,7 +209,8 @@ def _coalesce_writes(connection: asyncssh.SSHClientConnection) -> None:
     each, and a wake-up of the server for each. Joined at the end of the
     loop's turn, they go out together, in the same order.
     """
-    transport = connection._transport  # the only way to the socket's writes
+    # The only way to the socket's writes; an asyncssh without it just runs slower.
+    transport = getattr(connection, "_transport", None)
     if transport is None:
         return
     loop = asyncio.get_running_loop()
@@ -236,9 +237,9 @@ def _coalesce_writes(connection: asyncssh.SSHClientConnection) -> None:
         pending.clear()
         abort()
 
-    transport.write = coalesced  # type: ignore[method-assign]
-    transport.close = closing  # type: ignore[method-assign]
-    transport.abort = aborting  # type: ignore[method-assign]
+    transport.write = coalesced
+    transport.close = closing
+    transport.abort = aborting
 
 
 def _no_ignore_packets(connection: asyncssh.SSHClientConnection) -> None:
@@ -251,7 +252,9 @@ def _no_ignore_packets(connection: asyncssh.SSHClientConnection) -> None:
     sealed and sent (and opened by the server): about a fifth of the CPU of
     each SFTP request, measured. Other IGNORE packets go out as before.
     """
-    send = connection.send_packet
+    send = getattr(connection, "send_packet", None)
+    if send is None:  # an asyncssh built otherwise: its packets go out as it makes them
+        return
     empty = bytes(4)  # an SSH string of no bytes: its length, 0
 
     def send_packet(pkttype: int, *args: bytes, handler: Any = None) -> None:
@@ -269,15 +272,22 @@ def _no_packet_descriptions(connection: asyncssh.SSHClientConnection, sftp: asyn
     SFTP session, is named and its size spelled out before the logger finds
     that packets are logged at debug level 3 only (``asyncssh.set_debug_level``).
     """
-    if connection.logger._debug_level >= 3:
+    # asyncssh's internals named below are not its public API: where one is
+    # missing (another release), the descriptions are made as before.
+    if getattr(connection.logger, "_debug_level", 3) >= 3:
         return
 
     def nothing(*args: object, **kwargs: object) -> None:
         return None
 
-    handler = sftp._handler
-    channel = handler._writer.channel if handler._writer is not None else None
+    handler = getattr(sftp, "_handler", None)
+    writer = getattr(handler, "_writer", None)
+    channel = getattr(writer, "channel", None)
     for logger in (connection, channel, handler):
-        if logger is not None:
+        if (
+            logger is not None
+            and hasattr(logger, "log_sent_packet")
+            and hasattr(logger, "log_received_packet")
+        ):
             logger.log_sent_packet = nothing  # type: ignore[method-assign]
             logger.log_received_packet = nothing  # type: ignore[method-assign]

@@ -97,6 +97,8 @@ class _Version3:
 def requests_of(sftp: asyncssh.SFTPClient) -> Requests:
     """The requests of ``sftp``'s session: encoded here for version 3, else asyncssh's own."""
     handler = sftp._handler
-    if handler.version == 3:
+    # ``_make_request`` is asyncssh's own request machinery, not its public
+    # API: an asyncssh without it gets its own (slower) methods.
+    if handler.version == 3 and callable(getattr(handler, "_make_request", None)):
         return _Version3(handler)
     return cast(Requests, handler)
