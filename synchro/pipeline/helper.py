@@ -265,6 +265,13 @@ class Helper:
         own part: it shows the helper's progress on ``bar`` too, and logs
         the helper's outcomes as they come.
         """
+        if self._log_due:
+            # Fewer than two sub-trees were given: the lines pending since the
+            # fork (the run's START among them) are written now, before the
+            # helper changes anything, so that the log never holds a line of
+            # the helper's without the run's start, even if this process dies.
+            self._log_due = False
+            self._log.flush()
         self._send_or_stop((_APPLY, bar is not None))
         self._relay = _Relay(bar, self)
         return self._relay
