@@ -4,8 +4,9 @@
 The benchmark generates deterministic trees (seeded: same names, sizes,
 bytes, modes and times on every machine), then runs each tool on the same
 trees, interleaved (A B C A B C ...), several times, and reports the median
-wall time, the ratio to rsync (and to ``cp -a`` where it was measured) and
-the peak resident memory. After every timed run the replica is checked to
+wall time, the ratio to rsync (and to ``cp -a`` where it was measured), the
+median CPU time (user + system of the tool and its child processes, from
+``wait4``) and its ratio to rsync's, and the peak resident memory. After every timed run the replica is checked to
 be a true mirror with ``rsync -ani --delete --modify-window=-1``; any
 difference stops the benchmark. For the ``sparse`` tree (a 2 GiB disk
 image holding 10 MiB) it also reports the space the replica allocates,
@@ -310,6 +311,11 @@ def available_tools(variants: Sequence[str], wanted: set[str] | None, pycache: P
 class Sample:
     seconds: float
     maxrss_kib: int  # wait4: the largest single process of the tool's tree
+    # wait4: user + system seconds of the tool and of every descendant it
+    # reaped (synchro's helper, rsync's other two processes): steadier than
+    # the wall time on a shared machine, which counts the time spent waiting
+    # for a core.
+    cpu_seconds: float
 
 
 # The timed runs are started by this small separate interpreter, not by the
@@ -321,7 +327,7 @@ class Sample:
 # this spawner stays at a few MiB, which becomes the floor of every reading
 # (measured with /bin/true and reported). It reads (argv, env, stderr path)
 # as length-prefixed marshal records and answers (seconds, ru_maxrss KiB,
-# exit code): marshal is built in, so the spawner imports next to nothing.
+# exit code, user + system seconds): marshal is built in, so the spawner imports next to nothing.
 SPAWNER = r"""
 import marshal, os, sys, time
 inp, out = sys.stdin.buffer, sys.stdout.buffer
@@ -339,7 +345,8 @@ while True:
     pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
     _, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter() - start
-    reply = marshal.dumps((elapsed, usage.ru_maxrss, os.waitstatus_to_exitcode(status)))
+    cpu = usage.ru_utime + usage.ru_stime
+    reply = marshal.dumps((elapsed, usage.ru_maxrss, os.waitstatus_to_exitcode(status), cpu))
     out.write(len(reply).to_bytes(8, "little") + reply)
     out.flush()
 """
@@ -379,12 +386,12 @@ class Spawner:
         head = self._proc.stdout.read(8)
         if len(head) < 8:
             raise BenchError("the spawner helper died")
-        seconds, maxrss, code = marshal.loads(self._proc.stdout.read(int.from_bytes(head, "little")))
+        seconds, maxrss, code, cpu = marshal.loads(self._proc.stdout.read(int.from_bytes(head, "little")))
         if code != 0:
             tail = self._errors.read_text(errors="replace")[-2000:]
             where = f" (PYTHONPATH={env['PYTHONPATH']})" if env and "PYTHONPATH" in env else ""
             raise BenchError(f"{shlex.join(argv)}{where} exited {code}:\n{tail}")
-        return Sample(seconds, maxrss)
+        return Sample(seconds, maxrss, cpu)
 
     def close(self) -> None:
         assert self._proc.stdin is not None
@@ -525,6 +532,7 @@ class Result:
     tool: str
     seconds: list[float] = field(default_factory=list)
     maxrss_kib: list[int] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
     group_pss_kib: int | None = None
     # Sparse trees: the replica's allocated bytes after each timed run, and the source's.
     allocated: list[int] = field(default_factory=list)
@@ -533,6 +541,10 @@ class Result:
     @property
     def median(self) -> float:
         return statistics.median(self.seconds)
+
+    @property
+    def median_cpu(self) -> float:
+        return statistics.median(self.cpu_seconds)
 
     @property
     def peak_rss_mib(self) -> float:
@@ -641,6 +653,7 @@ class Bench:
                 if timed:
                     results[tool.name].seconds.append(sample.seconds)
                     results[tool.name].maxrss_kib.append(sample.maxrss_kib)
+                    results[tool.name].cpu_seconds.append(sample.cpu_seconds)
                     if spec.extents:
                         results[tool.name].allocated.append(allocated(self.replica))
             label = "warm-up" if not timed else f"run {round_ - self.warmup + 1}/{self.runs}"
@@ -693,6 +706,13 @@ def ratio(result: Result, by_tool: dict[str, Result], reference: str) -> float |
     return result.median / ref.median
 
 
+def cpu_ratio(result: Result, by_tool: dict[str, Result], reference: str) -> float | None:
+    ref = by_tool.get(reference)
+    if ref is None or not ref.median_cpu:
+        return None
+    return result.median_cpu / ref.median_cpu
+
+
 def verdict(result: Result, by_tool: dict[str, Result]) -> str:
     """The performance target of this row (synchro rows of targeted combinations only)."""
     if not result.tool.startswith("synchro"):
@@ -728,6 +748,7 @@ def rows(results: Sequence[Result], floor_mib: float) -> list[dict[str, object]]
         by_tool = groups[(result.tree, result.scenario)]
         to_rsync = ratio(result, by_tool, "rsync")
         to_cp = ratio(result, by_tool, "cp -a")
+        cpu_to_rsync = cpu_ratio(result, by_tool, "rsync")
         table.append(
             {
                 "tree": result.tree,
@@ -738,6 +759,8 @@ def rows(results: Sequence[Result], floor_mib: float) -> list[dict[str, object]]
                 "max_s": round(max(result.seconds), 4),
                 "ratio_rsync": None if to_rsync is None else round(to_rsync, 3),
                 "ratio_cp": None if to_cp is None else round(to_cp, 3),
+                "median_cpu_s": round(result.median_cpu, 4),
+                "cpu_ratio_rsync": None if cpu_to_rsync is None else round(cpu_to_rsync, 3),
                 "peak_rss_mib": round(result.peak_rss_mib, 1),
                 # At the floor, the tool's own peak is the floor or less.
                 "rss_at_floor": result.peak_rss_mib <= floor_mib + 0.5,
@@ -751,6 +774,7 @@ def rows(results: Sequence[Result], floor_mib: float) -> list[dict[str, object]]
                 else round(result.source_allocated / MIB, 1),
                 "target": verdict(result, by_tool),
                 "seconds": [round(s, 4) for s in result.seconds],
+                "cpu_seconds": [round(s, 4) for s in result.cpu_seconds],
             }
         )
     return table
@@ -770,6 +794,8 @@ def render(table: Sequence[dict[str, object]]) -> str:
         "min-max s",
         "x rsync",
         "x cp -a",
+        "cpu s",
+        "cpu x rsync",
         "peak RSS MiB",
         "group PSS MiB",
         "replica alloc MiB",
@@ -786,6 +812,8 @@ def render(table: Sequence[dict[str, object]]) -> str:
             f"{row['min_s']:.3f}-{row['max_s']:.3f}",
             fmt(row["ratio_rsync"], ".2f"),
             fmt(row["ratio_cp"], ".2f"),
+            fmt(row["median_cpu_s"], ".3f"),
+            fmt(row["cpu_ratio_rsync"], ".2f"),
             ("<=" if row["rss_at_floor"] else "") + fmt(row["peak_rss_mib"], ".1f"),
             fmt(row["group_pss_mib"], ".1f"),
             fmt(row["replica_alloc_mib"], ".1f"),

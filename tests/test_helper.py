@@ -695,9 +695,12 @@ def test_stopping_a_shared_run_stops_the_helper_cleanly(pair: Pair, how: str) ->
         assert made == added and any(path.endswith("/") for path in made)
     else:
         # The command's lines in memory died with it; the helper, stopped by
-        # the kernel's signal, writes its own: the folder it made.
+        # the kernel's signal, writes its own: the folder it made. The run's
+        # START was written before the helper changed anything.
         folder = temporary.parent.name
-        assert f"ADDED {folder}/" in log_messages(pair.logs)
+        messages = log_messages(pair.logs)
+        assert f"ADDED {folder}/" in messages
+        assert messages[0] == f"START source={pair.src} replica={pair.rep} mode=single"
     # After kill -9 the command itself may leave one temporary: the next run removes it.
     report = synchro.mirror(pair.src, pair.rep, logpath=pair.logs)
     assert report.exit_code == ExitCode.OK

@@ -204,3 +204,54 @@ def test_the_tasks_quiet_backup_says_a_failure_and_nothing_else(inv: Inv, tmp_pa
     assert [line[20:].split(" ", 1)[0] for line in lines[1:-1]] == ["REFUSED"] * 12 + ["SUMMARY"]
     assert lines[-1].startswith("photos: refused: deletion guard: this run would delete 12 ")
     assert len(files_of(tmp_path / "mirror" / "photos")) == 12
+
+
+# Every kind of line a quiet console meets: stamped or not, shown or not,
+# including messages that start with a letter some shown word starts with.
+CONSOLE_LINES = [
+    "2026-12-07 10:00:00 START source=/s replica=/r mode=single",
+    "2026-12-07 10:00:00 ADDED a",
+    "2026-12-07 10:00:00 SKIPPED b (a socket)",
+    "2026-12-07 10:00:00 OVERWRITTEN c",
+    "2026-12-07 10:00:01 FAILED d: Permission denied",
+    "2026-12-07 10:00:01 DELETED e",
+    "2026-12-07 10:00:01 EXCLUDED f",
+    "2026-12-07 10:00:01 WARNING the replica's file system (exfat) cannot keep owners",
+    "2026-12-07 10:00:02 SUMMARY added=1 failed=1 exit=1",
+    "2026-12-07 10:00:03 START source=/s replica=/r mode=single",
+    "2026-12-07 10:00:03 SUMMARY added=0 failed=0 exit=0",
+    "VERIFY source=/s replica=/r",
+    "MISSING g",
+    "Matched 3",
+    "EXTRA h",
+    "2026-12-07 10:00:04 FAILEDX not a word of its own",
+]
+CONSOLE_SHOWN = [
+    "2026-12-07 10:00:00 START source=/s replica=/r mode=single",
+    "2026-12-07 10:00:01 FAILED d: Permission denied",
+    "2026-12-07 10:00:01 WARNING the replica's file system (exfat) cannot keep owners",
+    "2026-12-07 10:00:02 SUMMARY added=1 failed=1 exit=1",
+    "VERIFY source=/s replica=/r",
+    "MISSING g",
+    "EXTRA h",
+]
+
+
+@pytest.mark.parametrize("cut", ["line_by_line", "all_at_once", "every_7_chars", "one_char_at_a_time"])
+def test_the_quiet_console_shows_the_same_lines_however_the_text_comes(cut: str) -> None:
+    from synchro.faces.quiet import AttentionConsole
+
+    text = "".join(f"{line}\n" for line in CONSOLE_LINES)
+    chunks = {
+        "line_by_line": [f"{line}\n" for line in CONSOLE_LINES],
+        "all_at_once": [text],
+        "every_7_chars": [text[i : i + 7] for i in range(0, len(text), 7)],
+        "one_char_at_a_time": list(text),
+    }[cut]
+    out = io.StringIO()
+    console = AttentionConsole(out)
+
+    for chunk in chunks:
+        assert console.write(chunk) == len(chunk)
+
+    assert out.getvalue().splitlines() == CONSOLE_SHOWN

@@ -34,12 +34,17 @@ ATTENTION = (
 )
 CONTEXT = ("START ", "VERIFY ")
 _STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+_STAMP_WIDTH = len("YYYY-MM-DD HH:MM:SS ")
 _EXIT = re.compile(r" exit=(\d+)")
+# The first letters of every message this console looks at: a line whose
+# message starts with none of them (ADDED, OVERWRITTEN, DELETED...: nearly
+# every line of a run) is passed over without a closer look.
+_FIRST = frozenset(word[0] for word in (*ATTENTION, *CONTEXT, "SUMMARY "))
 
 
 def message_of(line: str) -> str:
     """A console line without its time stamp (verification lines have none)."""
-    return line[20:] if _STAMP.match(line) else line
+    return line[_STAMP_WIDTH:] if _STAMP.match(line) else line
 
 
 def needs_a_person(message: str) -> bool:
@@ -65,10 +70,22 @@ class AttentionConsole:
         self._context: str | None = None  # the START line of the run, until shown
 
     def write(self, text: str) -> int:
+        if (
+            not self._partial
+            and text[_STAMP_WIDTH : _STAMP_WIDTH + 1] not in _FIRST
+            and text[:1] not in _FIRST
+            and text.find("\n") == len(text) - 1
+        ):
+            # One whole line, as the log writes each, whose message (with or
+            # without a time stamp) starts with no letter looked for: nothing
+            # to show. A run writes thousands of these.
+            return len(text)
         lines = (self._partial + text).split("\n")
         self._partial = lines.pop()
         shown = []
         for line in lines:
+            if line[_STAMP_WIDTH : _STAMP_WIDTH + 1] not in _FIRST and line[:1] not in _FIRST:
+                continue  # the same look, for each line of a batch (the helper's)
             message = message_of(line)
             if message.startswith(CONTEXT):
                 self._context = line

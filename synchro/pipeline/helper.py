@@ -173,6 +173,7 @@ class Helper:
         self._relay: _Relay | None = None
         self._ledger: mmap.mmap | None = None
         self._settled = 0  # actions of the helper whose outcome this process has
+        self._log_due = False  # the log's pending lines wait for the helper to have work
 
     # --- the walk's side (synchro.pipeline.walk.Share)
 
@@ -203,6 +204,11 @@ class Helper:
         assert isinstance(descend, Descend)
         self._units.append((descend.rel, steps))
         self._ahead += 1
+        if self._log_due and self._ahead >= AHEAD:
+            # The helper holds all it may: it works while this process writes
+            # what the log was waiting for (START...) and imports filelock.
+            self._log_due = False
+            self._log.flush()
         return True
 
     @property
@@ -259,6 +265,13 @@ class Helper:
         own part: it shows the helper's progress on ``bar`` too, and logs
         the helper's outcomes as they come.
         """
+        if self._log_due:
+            # Fewer than two sub-trees were given: the lines pending since the
+            # fork (the run's START among them) are written now, before the
+            # helper changes anything, so that the log never holds a line of
+            # the helper's without the run's start, even if this process dies.
+            self._log_due = False
+            self._log.flush()
         self._send_or_stop((_APPLY, bar is not None))
         self._relay = _Relay(bar, self)
         return self._relay
@@ -360,7 +373,13 @@ class Helper:
                 fcntl.fcntl(answers_w, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
         ledger = mmap.mmap(-1, _LEDGER.size)  # anonymous and shared: the helper writes, this process reads
         _LEDGER.pack_into(ledger, 0, 0, -1)
-        self._log.flush_all()  # what is buffered would otherwise be written twice
+        # What a stream has buffered would otherwise be written twice. The
+        # lines pending for the file stay this process's (the helper never
+        # writes them): they are written once the helper has work (see give),
+        # since the first batch imports filelock, a few tens of ms that
+        # the helper would otherwise spend waiting to be born.
+        self._log.flush_streams()
+        self._log_due = True
         # Both processes need pickle at once: imported before the fork, the
         # helper does not spend its first milliseconds importing it again.
         _pickle()

@@ -205,10 +205,18 @@ class DailyLog:
         if self.folder is not None:
             self._flush_if_due()
 
-    def flush_all(self) -> None:
-        """Write everything pending, and the standard streams' buffers (before a fork:
-        what is buffered would otherwise be written twice)."""
-        self.flush()
+    def flush_streams(self) -> None:
+        """Write the console's and the standard streams' buffers, not the file.
+
+        Enough before a fork: the lines pending for the file are this
+        object's, which the forked process never writes (it logs through
+        :meth:`sibling`), while a stream's buffer would be written by both.
+        """
+        if self.console is not None:
+            try:
+                self.console.flush()
+            except OSError as error:
+                self._lose_console(error)
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError, ValueError):
