@@ -146,8 +146,11 @@ def test_mtime_is_formatted_from_integer_nanoseconds() -> None:
     assert format_mtime(1577934245_123456789) == "1577934245.123456789"
     assert format_mtime(1577934245_000000001) == "1577934245.000000001"
     assert format_mtime(1577934245_000000000) == "1577934245"
-    assert format_mtime(-500_000_000) == "-0.500000000"
-    for ns in (1577934245_123456789, 1, 0, -500_000_000, 2**62 + 7):
+    # rclone drops trailing zeros, and writes the sign before the whole number.
+    assert format_mtime(1577934245_120000000) == "1577934245.12"
+    assert format_mtime(-500_000_000) == "-0.5"
+    assert format_mtime(-1_000_000_001) == "-1.000000001"
+    for ns in (1577934245_123456789, 1577934245_120000000, 1, 0, -500_000_000, -1_000_000_001, 2**62 + 7):
         assert parse_mtime(format_mtime(ns)) == ns
     assert parse_mtime("1577934245.1") == 1577934245_100000000
     assert parse_mtime("garbage") is None
@@ -564,6 +567,36 @@ def test_rclone_finds_nothing_to_do_after_synchro(s3_server: S3Server, tmp_path:
     assert rclone(s3_server, "copy", "--links", f":s3:{bucket}/backup", str(back)).returncode == 0
     assert os.readlink(back / "sub" / "link") == "../a b.txt"
     assert (back / "a b.txt").stat().st_mtime_ns == T0
+
+
+@needs_rclone
+def test_objects_get_the_content_type_and_metadata_keys_rclone_gives_them(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ["a.txt", "b.html", "c.jpg", "d.dat", "e", "f.tar.gz"]:
+        (src / name).write_text(name)
+    (src / "big.txt").write_bytes(os.urandom(17 << 20))  # a multipart upload
+    os.symlink("a.txt", src / "link")
+    ours, theirs = new_bucket(s3_server), new_bucket(s3_server)
+    assert run(s3_server, src, url(ours), tmp_path).returncode == 0
+    made = rclone(s3_server, "sync", "--links", "--metadata", str(src), f":s3:{theirs}/backup")
+    assert made.returncode == 0, made.stderr
+    # A metadata-only change is a server-side copy: it keeps the type.
+    os.utime(src / "a.txt", ns=(T0, T0))
+    assert run(s3_server, src, url(ours), tmp_path).returncode == 0
+    for name in ["a.txt", "b.html", "c.jpg", "d.dat", "e", "f.tar.gz", "big.txt", "link.rclonelink"]:
+        mine, rclones = head(s3_server, ours, f"backup/{name}"), head(s3_server, theirs, f"backup/{name}")
+        assert mine["ContentType"] == rclones["ContentType"], name
+        # The same metadata, as rclone --metadata writes it (rclone adds atime and btime; synchro
+        # the MD5 of a multipart upload, under rclone's own key for it).
+        assert mine["Metadata"].keys() - {"md5chksum"} == rclones["Metadata"].keys() - {"atime", "btime"}, (
+            name
+        )
+        if name != "a.txt":  # its time changed since
+            kept = {key: value for key, value in mine["Metadata"].items() if key != "md5chksum"}
+            assert kept == {key: rclones["Metadata"][key] for key in kept}, name
 
 
 @needs_rclone

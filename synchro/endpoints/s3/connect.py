@@ -19,7 +19,7 @@ it. Every way the start can fail is a :class:`~synchro.errors.ConfigError`
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from ...errors import ConfigError
@@ -131,9 +131,33 @@ def client(
         response_checksum_validation="when_required",
     )
     try:
-        return (using or session(profile)).client("s3", config=config)
+        made = (using or session(profile)).client("s3", config=config)
     except botocore.exceptions.BotoCoreError as error:
         raise ConfigError(f"cannot set up the S3 client: {error}") from None
+    made.meta.events.register_last("before-call.s3", _no_continue_for_small_bodies)
+    return made
+
+
+# Below this, a body goes with its headers in one write, without waiting for
+# the server's "100 Continue" first (the Go SDK under rclone does the same).
+CONTINUE_MIN_BYTES = 2 << 20
+
+
+def _no_continue_for_small_bodies(params: dict[str, Any], **_: object) -> None:
+    """Drop the ``Expect: 100-continue`` botocore adds to every PUT with a body, for small bodies.
+
+    It makes each request wait a round trip for the server's go-ahead
+    before sending its bytes: for a file of a few KiB, as long again as
+    the upload itself. Large parts keep it (a refused one is not sent).
+    """
+    from botocore.utils import determine_content_length
+
+    headers = params.get("headers", {})
+    if headers.get("Expect") != "100-continue":
+        return
+    length = determine_content_length(params.get("body"))
+    if length is not None and length < CONTINUE_MIN_BYTES:
+        del headers["Expect"]
 
 
 def check_bucket(location: S3Location, *, profile: str | None = None, using: Session | None = None) -> None:

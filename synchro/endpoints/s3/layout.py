@@ -3,7 +3,8 @@
 - A file is one object at ``prefix/relative/path`` holding exactly its bytes.
 - Its modification time is the user metadata ``mtime``: seconds since the
   epoch as a decimal string to the nanosecond, as rclone writes it
-  (``1577934245.123456789``; whole seconds without a fraction). It is made
+  (``1577934245.123456789``; trailing zeros dropped, ``1577934245.1``,
+  and whole seconds without a fraction). It is made
   from the integer nanoseconds, never through a float: rclone compares
   times to the nanosecond, and a float keeps about a tenth of a microsecond.
 - Its mode is the user metadata ``mode``: the whole ``st_mode`` in octal,
@@ -20,30 +21,39 @@
 '1577934245.123456789'
 >>> parse_mtime("1577934245.1")
 1577934245100000000
->>> format_mtime(1577934245_000000000)
-'1577934245'
+>>> format_mtime(1577934245_100000000), format_mtime(1577934245_000000000)
+('1577934245.1', '1577934245')
 """
 
 from __future__ import annotations
 
+import mimetypes
 import stat
 
 from ..base import Kind, Meta
 
 LINK_SUFFIX = ".rclonelink"
 NS = 10**9
+DEFAULT_TYPE = "application/octet-stream"
+# The type of a compressed file by its last extension, as rclone names it
+# (the standard library gives the type of what is inside, and the encoding).
+_COMPRESSED = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "br": "application/x-brotli",
+    "compress": "application/x-compress",
+}
 
 
 def format_mtime(ns: int) -> str:
-    """rclone's ``mtime`` metadata for a time in integer nanoseconds."""
+    """rclone's ``mtime`` metadata for a time in integer nanoseconds (its trailing zeros dropped, as rclone's)."""
+    if ns < 0:
+        # Before 1970: the sign belongs to the whole number (-0.5 s is "-0.5").
+        return "-" + format_mtime(-ns)
     seconds, fraction = divmod(ns, NS)
-    if fraction == 0:
-        return str(seconds)
-    if seconds < 0:
-        # Before 1970: the sign belongs to the whole number (-0.5 s is "-0.500000000").
-        seconds, fraction = divmod(-ns, NS)
-        return f"-{seconds}.{fraction:09d}"
-    return f"{seconds}.{fraction:09d}"
+    decimals = f"{fraction:09d}".rstrip("0")
+    return f"{seconds}.{decimals}" if decimals else str(seconds)
 
 
 def parse_mtime(text: str) -> int | None:
@@ -109,6 +119,21 @@ def meta_from_metadata(
         parse_id(metadata.get("gid"), gid),
         target,
     )
+
+
+def content_type(key: str) -> str:
+    """The Content-Type rclone sends for an object of this name: by its extension, text as UTF-8.
+
+    >>> content_type("notes/a.txt"), content_type("b.tar.gz"), content_type("c.rclonelink")
+    ('text/plain; charset=utf-8', 'application/gzip', 'application/octet-stream')
+    """
+    kind, encoding = mimetypes.guess_type(key.rpartition("/")[2], strict=False)
+    if encoding is not None:
+        return _COMPRESSED.get(encoding, DEFAULT_TYPE)
+    if kind is None:
+        return DEFAULT_TYPE
+    # Go's mime package (rclone's) adds the charset to every text type.
+    return f"{kind}; charset=utf-8" if kind.startswith("text/") and "charset" not in kind else kind
 
 
 def object_name(name: str, kind: Kind) -> str:

@@ -17,6 +17,7 @@ the index is written at the end.
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import os
@@ -32,9 +33,10 @@ from ..base import Concurrency, Kind, Listing, Meta, OnChunk, Source
 from ..capabilities import Capabilities
 from . import index as index_file
 from .connect import S3Location, check_bucket, client, parse_s3_url, session
+from .direct import DirectPut
 from .failures import UNREACHABLE, as_os_error
 from .index import Entry, Folder
-from .layout import LINK_SUFFIX, encode_name, file_metadata, object_name
+from .layout import LINK_SUFFIX, content_type, encode_name, file_metadata, object_name
 from .lock import S3Lock
 from .snapshot import Snapshot, list_prefix, read_snapshot, strip_etag
 from .upload import PARTS_IN_FLIGHT, upload
@@ -76,6 +78,7 @@ class S3Replica:
         self.dry_run = dry_run
         self.say = say
         self._s3: S3Client | None = None
+        self._put: DirectPut | None = None
         self.snap = Snapshot(os.getuid(), os.getgid())
         self._opened = False
         self._parts: ThreadPoolExecutor | None = None
@@ -88,12 +91,23 @@ class S3Replica:
 
     @property
     def s3(self) -> S3Client:
-        if self._s3 is None:
+        return self._connect()[0]
+
+    @property
+    def put(self) -> DirectPut:
+        """Whole objects of a single PUT go through it (see :mod:`~synchro.endpoints.s3.direct`)."""
+        return self._connect()[1]
+
+    def _connect(self) -> tuple[S3Client, DirectPut]:
+        if self._s3 is None or self._put is None:
             aws = session(self.profile)
             check_bucket(self.location, using=aws)  # ConfigError: one line, exit 2
             # The copies in flight and the parts of large files share it.
             self._s3 = client(using=aws, connections=REMOTE.copies_in_flight + 2 * PARTS_IN_FLIGHT)
-        return self._s3
+            self._put = DirectPut(
+                self._s3, aws.get_credentials(), self.location.bucket, connections=REMOTE.copies_in_flight
+            )
+        return self._s3, self._put
 
     def key(self, path: str) -> str:
         return self.location.key(path)
@@ -237,9 +251,7 @@ class S3Replica:
         key = self.key(rel)
         done = self._call(
             f"cannot upload to {key}",
-            lambda: upload(
-                self.s3, self.location.bucket, key, fd, file_metadata, self._parts_pool(), on_chunk
-            ),
+            lambda: upload(self.put, key, fd, file_metadata, self._parts_pool(), on_chunk),
         )
         meta = done.meta
         self.snap.put(
@@ -265,18 +277,24 @@ class S3Replica:
         assert meta.target is not None
         rel = self._object(folder, name, Kind.LINK)
         body = encode_name(meta.target)
-        answer = self._call(
-            f"cannot upload to {self.key(rel)}",
-            lambda: self.s3.put_object(
-                Bucket=self.location.bucket, Key=self.key(rel), Body=body, Metadata=file_metadata(meta)
+        digest = hashlib.md5(body)
+        key = self.key(rel)
+        etag = self._call(
+            f"cannot upload to {key}",
+            lambda: self.put.put(
+                key,
+                body,
+                md5=base64.b64encode(digest.digest()).decode(),
+                metadata=file_metadata(meta),
+                content_type=content_type(key),
             ),
         )
-        md5 = hashlib.md5(body).hexdigest()
+        md5 = digest.hexdigest()
         self.snap.put(
             rel,
             Entry(
                 len(body),
-                strip_etag(answer["ETag"]),
+                etag,
                 meta.mtime_ns,
                 0o120000 | meta.mode,
                 meta.uid,
@@ -310,6 +328,8 @@ class S3Replica:
                 CopySource={"Bucket": self.location.bucket, "Key": key},
                 Metadata=fields,
                 MetadataDirective="REPLACE",
+                # Replaced with the metadata: the type the upload gave it.
+                ContentType=content_type(key),
             ),
         )
         etag = strip_etag(answer.get("CopyObjectResult", {}).get("ETag", known.etag if known else ""))

@@ -24,9 +24,12 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..base import Kind, Meta, SourceChanged
+from .layout import content_type
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # pragma: no cover - types only
+
+    from .direct import DirectPut
 
 # Files up to this size go in one PUT (read whole into memory); larger ones
 # in parts of PART_SIZE, PARTS_IN_FLIGHT at a time per file.
@@ -70,8 +73,7 @@ def _read(fd: int, offset: int, size: int) -> bytes:
 
 
 def upload(
-    s3: S3Client,
-    bucket: str,
+    put: DirectPut,
     key: str,
     fd: int,
     metadata: Callable[[Meta], dict[str, str]],
@@ -81,7 +83,8 @@ def upload(
     """Upload the regular file open on ``fd`` to ``key``; SourceChanged if it changes meanwhile.
 
     ``metadata`` makes the object's user metadata from the file's Meta as
-    read. The caller converts botocore's errors.
+    read. A single PUT goes through ``put``, a multipart upload through its
+    client. The caller converts botocore's errors.
     """
     before = os.fstat(fd)
     if not stat.S_ISREG(before.st_mode):
@@ -101,16 +104,17 @@ def upload(
         data = b"".join(chunks)
         if not _same(before, os.fstat(fd)) or len(data) != before.st_size:
             raise SourceChanged("changed while copying")
+        # The one MD5 of the bytes: sent as Content-MD5 (botocore computes no other checksum).
         digest = hashlib.md5(data)
-        answer = s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=data,
-            ContentMD5=base64.b64encode(digest.digest()).decode(),
-            Metadata=metadata(meta),
+        etag = put.put(
+            key,
+            data,
+            md5=base64.b64encode(digest.digest()).decode(),
+            metadata=metadata(meta),
+            content_type=content_type(key),
         )
-        return Uploaded(meta, answer["ETag"].strip('"'), digest.hexdigest())
-    return _multipart(s3, bucket, key, fd, before, meta, metadata, parts, on_bytes)
+        return Uploaded(meta, etag, digest.hexdigest())
+    return _multipart(put.s3, put.bucket, key, fd, before, meta, metadata, parts, on_bytes)
 
 
 def _multipart(
@@ -137,7 +141,9 @@ def _multipart(
         offset += len(chunk)
     fields = metadata(meta)
     fields["md5chksum"] = base64.b64encode(digest.digest()).decode()
-    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata=fields)["UploadId"]
+    upload_id = s3.create_multipart_upload(
+        Bucket=bucket, Key=key, Metadata=fields, ContentType=content_type(key)
+    )["UploadId"]
     futures: dict[int, Future[str]] = {}
     try:
         count = -(-before.st_size // PART_SIZE)
