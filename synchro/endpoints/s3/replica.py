@@ -134,13 +134,18 @@ class S3Replica:
     def open(self) -> None:
         s3 = self.s3
         where = str(self.location)
-        listed = self._call(f"cannot list {where}", lambda: list_prefix(s3, self.location))
-        known = self._read_index()
+        # The index and the unfinished uploads are a request each, and the
+        # index's decoding: done while the listing's pages come.
+        with ThreadPoolExecutor(2, thread_name_prefix="synchro-s3-open") as pool:
+            index = pool.submit(self._read_index)
+            leftovers = None if self.dry_run else pool.submit(self._leftovers)
+            listed = self._call(f"cannot list {where}", lambda: list_prefix(s3, self.location))
+            known = index.result()
+            unfinished = [] if leftovers is None else leftovers.result()
         self.snap = self._call(
             f"cannot read the metadata of {where}", lambda: read_snapshot(s3, self.location, known, listed)
         )
-        if not self.dry_run:
-            self._abort_leftovers()
+        self._abort(unfinished)
         self._opened = True
 
     def _read_index(self) -> index_file.Index:
@@ -157,15 +162,19 @@ class S3Replica:
         data = self._call("cannot read the index", fetch)
         return index_file.loads(data) if data else index_file.empty()
 
-    def _abort_leftovers(self) -> None:
-        """Abort the multipart uploads under the prefix: a dead run's (this run holds the lock)."""
+    def _leftovers(self) -> list[tuple[str, str]]:
+        """The multipart uploads under the prefix (key, upload id): a dead run's, since this run holds the lock."""
         s3, bucket = self.s3, self.location.bucket
 
         def leftovers() -> list[tuple[str, str]]:
             pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=self.key(""))
             return [(u["Key"], u["UploadId"]) for page in pages for u in page.get("Uploads", ())]
 
-        for key, upload_id in self._call("cannot list unfinished uploads", leftovers):
+        return self._call("cannot list unfinished uploads", leftovers)
+
+    def _abort(self, unfinished: list[tuple[str, str]]) -> None:
+        s3, bucket = self.s3, self.location.bucket
+        for key, upload_id in unfinished:
             self._call(
                 f"cannot abort the unfinished upload of {key}",
                 lambda key=key, upload_id=upload_id: s3.abort_multipart_upload(  # type: ignore[misc]
