@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import botocore.exceptions
 import pytest
+import urllib3
 from s3util import new_bucket, s3_client
 from servers import S3Server, free_port
 
@@ -92,7 +93,7 @@ def test_a_direct_put_that_cannot_connect_is_sent_again_by_the_client(aws: S3Ser
     bucket = new_bucket(aws)
     put = direct(bucket)
     # Nothing listens there: the direct request fails to connect, the client's reaches the server.
-    put.base = put.base.replace(aws.endpoint, f"http://127.0.0.1:{free_port()}")
+    put.http = urllib3.connection_from_url(f"http://127.0.0.1:{free_port()}", retries=False)
     body = b"sent again"
     assert put.put("p/x", body, md5=md5_b64(body), metadata={}, content_type="a/b") == (
         hashlib.md5(body).hexdigest()
@@ -112,3 +113,14 @@ def test_the_client_waits_for_100_continue_only_before_large_bodies(aws: S3Serve
     s3.put_object(Bucket=bucket, Key="small", Body=b"x" * 4000)
     s3.put_object(Bucket=bucket, Key="large", Body=b"x" * (3 << 20))
     assert expects == [None, b"100-continue"]
+
+
+def test_a_proxy_in_the_environment_leaves_the_puts_to_the_client(
+    aws: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = new_bucket(aws)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    # botocore would go through the proxy; the direct way would not: it stays off.
+    assert not direct(bucket).usable

@@ -43,12 +43,15 @@ PROBE_KEY = "k"  # the key whose presigned URL tells the bucket's URL
 def http_pool(connections: int) -> urllib3.PoolManager:
     """A urllib3 pool with the certificate settings a boto3 client would use, and no retries of its own."""
     import urllib3
+
+    return urllib3.PoolManager(maxsize=connections, ca_certs=_ca_bundle(), retries=False)
+
+
+def _ca_bundle() -> str | None:
     from botocore.httpsession import get_cert_path
 
     verify = os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)
-    return urllib3.PoolManager(
-        maxsize=connections, ca_certs=verify if isinstance(verify, str) else None, retries=False
-    )
+    return verify if isinstance(verify, str) else None
 
 
 class DirectPut:
@@ -58,19 +61,25 @@ class DirectPut:
         self, s3: S3Client, credentials: Credentials | None, bucket: str, *, connections: int
     ) -> None:
         import urllib3
+        from botocore.utils import get_environ_proxies
 
         self.s3, self.bucket = s3, bucket
         self.credentials = credentials
-        probe = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": PROBE_KEY})
-        parts = urlsplit(probe)
-        base = parts._replace(query="", fragment="").geturl()
-        scope = parse_qs(parts.query).get("X-Amz-Credential", [""])[0].split("/")
+        probe = urlsplit(s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": PROBE_KEY}))
+        scope = parse_qs(probe.query).get("X-Amz-Credential", [""])[0].split("/")
         # KEY/DATE/REGION/s3/aws4_request: the region the client signs with.
         self.region = scope[2] if len(scope) == 5 else ""
-        self.base = base[: -len(PROBE_KEY)] if base.endswith("/" + PROBE_KEY) else ""
-        # Off without credentials (the client says why) or an address it could not read.
-        self.usable = bool(self.base and self.region and credentials is not None)
-        self.http = http_pool(connections)
+        path = probe.path[: -len(PROBE_KEY)] if probe.path.endswith("/" + PROBE_KEY) else ""
+        self.origin = f"{probe.scheme}://{probe.netloc}"
+        self.path = path  # the bucket's, "/bucket/" or "/": a key's URL is this, then the key quoted
+        # Off without credentials (the client says why), an address it could not
+        # read, or a proxy (which botocore would go through).
+        self.usable = bool(path and self.region and credentials is not None) and not get_environ_proxies(
+            self.origin
+        )
+        # All of a bucket's objects are on one host: one pool of connections to it.
+        tls = {"ca_certs": _ca_bundle()} if probe.scheme == "https" else {}
+        self.http = urllib3.connection_from_url(self.origin, maxsize=connections, retries=False, **tls)
         self.timeout = urllib3.Timeout(connect=CONNECT_SECONDS, read=READ_SECONDS)
         self.fallbacks = 0  # PUTs that went through the client (tests and benchmarks read it)
 
@@ -104,16 +113,16 @@ class DirectPut:
         from botocore.utils import percent_encode
 
         assert self.credentials is not None
-        url = self.base + percent_encode(key, safe="/~")
+        path = self.path + percent_encode(key, safe="/~")
         headers = {"Content-MD5": md5, "Content-Type": content_type}
         for name, value in metadata.items():
             headers[f"x-amz-meta-{name}"] = value
-        request = AWSRequest("PUT", url, headers=headers, data=body)
+        request = AWSRequest("PUT", self.origin + path, headers=headers, data=body)
         S3SigV4Auth(self.credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
         try:
             answer = self.http.urlopen(
                 "PUT",
-                url,
+                path,
                 body=body,
                 headers=dict(request.headers.items()),
                 timeout=self.timeout,
