@@ -16,6 +16,8 @@ rclone runs as users type it, ``rclone sync --links SRC :s3:BUCKET/PREFIX``
 (its defaults: 4 transfers, 8 checkers, modification times in metadata),
 configured through its environment only. After each timed run the bucket
 is checked against the source (rclone ``check``-like: every key and size).
+A no-op is run ``--noop-runs`` times per round (tools interleaved) and
+the median kept: a run of seconds is at the mercy of a busy spell.
 Besides the wall-clock times, each row gives the CPU time (user + system)
 of each tool's process and of the server meanwhile, steadier figures than
 the times on a shared machine, and the load average when each round began.
@@ -120,6 +122,11 @@ def timed(argv: list[str], env: dict[str, str], server_pid: int) -> Timing:
     return Timing(seconds, cpu, process_cpu(server_pid) - server_before)
 
 
+def median(samples: list[Timing]) -> Timing:
+    """The run of median wall-clock time (its CPU times with it)."""
+    return sorted(samples)[len(samples) // 2]
+
+
 def profiled(argv: list[str], profile: Path | None, name: str) -> list[str]:
     """``argv`` under py-spy (collapsed stacks of every thread, idle ones included) if asked."""
     if profile is None or argv[0] != sys.executable:
@@ -203,13 +210,18 @@ def run_small(
     for scenario in SCENARIOS[: last + 1]:
         if scenario == "delta":
             mutate_tree(spec, src)
-        times = {}
-        for tool in ("synchro", "rclone"):
-            argv = command(tool, src, buckets[tool], work / "logs")
-            if scenario in wanted:
-                argv = profiled(argv, args.profile, f"small-{scenario}-{run}")
-            times[tool] = timed(argv, env, pid)
-            check(server, buckets[tool], src)
+        # A no-op changes nothing: it is run again (tools interleaved) and the
+        # median kept, since a run of seconds is at the mercy of a busy spell.
+        repeats = args.noop_runs if scenario == "noop" and scenario in wanted else 1
+        samples: dict[str, list[Timing]] = {"synchro": [], "rclone": []}
+        for repeat in range(repeats):
+            for tool in ("synchro", "rclone"):
+                argv = command(tool, src, buckets[tool], work / "logs")
+                if scenario in wanted:
+                    argv = profiled(argv, args.profile, f"small-{scenario}-{run}-{repeat}")
+                samples[tool].append(timed(argv, env, pid))
+                check(server, buckets[tool], src)
+        times = {tool: median(found) for tool, found in samples.items()}
         if scenario in wanted:
             rows.append(("small", scenario, times))
     return rows
@@ -267,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         "before those asked for are run untimed",
     )
     parser.add_argument("--runs", type=int, default=1, help="rounds, each into fresh buckets (default 1)")
+    parser.add_argument(
+        "--noop-runs", type=int, default=3, help="no-op runs per round and tool, the median kept (default 3)"
+    )
     parser.add_argument(
         "--profile",
         type=Path,
