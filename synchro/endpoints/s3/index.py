@@ -64,8 +64,13 @@ def dumps(index: Index) -> bytes:
         "folders": {path: list(folder) for path, folder in index.folders.items()},
     }
     # mtime=0: the same index gives the same bytes (and ETag) on every run.
+    # Level 1: its hashes do not compress; the default level 9 took six times
+    # the CPU (0.14 s for 20,000 objects, on every run that changed one) for
+    # 5% fewer bytes.
     return gzip.compress(
-        json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8", "surrogateescape"), mtime=0
+        json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8", "surrogateescape"),
+        compresslevel=1,
+        mtime=0,
     )
 
 
