@@ -7,6 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -104,6 +105,25 @@ def run_command(
         timeout=120,
         check=False,
     )
+
+
+def wait_writable(server: S3Server, bucket: str, *, seconds: float = 60.0) -> None:
+    """Return once ``bucket`` takes a write: just after a restart, SeaweedFS refuses
+    writes (InternalError, "volume not found") until its volume server has registered."""
+    import botocore.exceptions
+
+    s3 = s3_client(server)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            s3.put_object(Bucket=bucket, Key="ready-probe", Body=b"")
+        except botocore.exceptions.ClientError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # polling a condition, with a deadline
+        else:
+            s3.delete_object(Bucket=bucket, Key="ready-probe")
+            return
 
 
 def head(server: S3Server, bucket: str, key: str) -> dict[str, Any]:

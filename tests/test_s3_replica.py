@@ -19,7 +19,17 @@ import time
 from pathlib import Path
 
 import pytest
-from s3util import files_of, head, keys, mirror_of, new_bucket, objects, run_command, s3_client
+from s3util import (
+    files_of,
+    head,
+    keys,
+    mirror_of,
+    new_bucket,
+    objects,
+    run_command,
+    s3_client,
+    wait_writable,
+)
 from servers import S3Server, Weed
 from treeutil import log_messages
 
@@ -412,6 +422,7 @@ def test_a_server_stopped_mid_upload_leaves_no_partial_object_and_the_next_run_c
     assert any(line.startswith("FAILED big: ") for line in log_messages(logs))
 
     server = own_weed.start()
+    wait_writable(server, bucket)
     # The lock could not be released: this process (alive: it is the test) holds it
     # until it goes stale. The next run comes later, or from a process that is gone.
     monkeypatch.setattr("synchro.endpoints.s3.lock.STALE_SECONDS", 0.0)
