@@ -48,6 +48,23 @@ from synchro.pipeline.walk import Walk
 NOBODY = 65534
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_delivered() -> Iterator[None]:
+    """Ctrl+C reaches the commands the tests start, as a terminal delivers it.
+
+    A test run started in the background by a script (``pytest &``, nohup)
+    inherits SIGINT ignored, and so would every command it starts: the
+    tests that press Ctrl+C would then wait for a run that never hears it.
+    A handler (not "ignored") becomes the default again in a started command.
+    """
+    before = signal.getsignal(signal.SIGINT)
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, before)
+
+
 @dataclass(frozen=True)
 class Pair:
     """A source and a replica folder in ``tmp_path``, and a log path beside them."""
