@@ -583,12 +583,12 @@ def _vanished(ctx: ApplyContext, action: Action) -> None:
 def _changed(ctx: ApplyContext, action: Action, note: str = "") -> None:
     path = display(action)
     if action.rep is not None or action.replaces:
-        ctx.report.overwritten.append(path)
+        ctx.report.note_overwritten(path)
         ctx.emit(f"OVERWRITTEN {path}{note}")
     else:
         if ctx.keeper is not None:
             ctx.keeper.added(action)  # so that a restore as of an earlier run leaves it out
-        ctx.report.added.append(path)
+        ctx.report.note_added(path)
         ctx.emit(f"ADDED {path}{note}")
 
 
@@ -607,11 +607,11 @@ def _done(action: Action, ctx: ApplyContext) -> None:
             (ctx.keep_mode and action.rep.mode != action.src.mode)
             or (ctx.keep_owner and (action.rep.uid, action.rep.gid) != (action.src.uid, action.src.gid))
         ):
-            ctx.report.overwritten.append(display(action))
+            ctx.report.note_overwritten(display(action))
             ctx.emit(f"OVERWRITTEN {display(action)} (attributes)")
     elif action.op is not Op.CLEANUP and not action.replaces:
         path = display(action)
-        ctx.report.deleted.append(path)
+        ctx.report.note_deleted(path)
         ctx.emit(f"DELETED {path}")
 
 
