@@ -246,9 +246,8 @@ def _apply_tree(tree: Action, ctx: ApplyContext, background: _Background | None)
     """
     if ctx.before_action is not None:
         ctx.before_action(tree)  # a test's moment between the plan and the listing
-    if ctx.lost is not None:
-        ctx.not_done += 1  # not listed: its actions are unknown, and none can be done
-        return
+    # Listed even once the replica is lost: each of its actions is counted
+    # as not done, as they would have been had the plan held them.
     walk, slicing = ctx.walk, ctx.slicing
     assert walk is not None, "a plan with a TREE action is applied with its walk"
     stack: list[Step] = [Descend(tree.path, Side.SOURCE, tree.src, None)]
