@@ -195,9 +195,25 @@ class Session:
             # Gone already, or not answering: the process ends it anyway.
             with suppress(asyncio.TimeoutError, TimeoutError, OSError, asyncssh.Error):
                 future.result()
+        # What still runs on the loop (the lock's refresher of a run whose
+        # connection was lost) is cancelled and let finish, as asyncio.run
+        # does: a task closed with its loop would be reported at exit
+        # ("Task was destroyed but it is pending!") on a cron run's stderr.
+        with suppress(asyncio.TimeoutError, TimeoutError):
+            self.submit(_cancel_the_rest(self.timeout)).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+async def _cancel_the_rest(timeout: float) -> None:
+    """Cancel every task of the running loop but this one, and wait until they end (at most ``timeout``)."""
+    this = asyncio.current_task()  # not wrapped in wait_for: its task would be one of the rest
+    rest = [task for task in asyncio.all_tasks() if task is not this]
+    for task in rest:
+        task.cancel()
+    if rest:
+        await asyncio.wait_for(asyncio.gather(*rest, return_exceptions=True), timeout)
 
 
 def _coalesce_writes(connection: asyncssh.SSHClientConnection) -> None:
