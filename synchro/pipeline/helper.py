@@ -91,10 +91,9 @@ _LEDGER = struct.Struct("<qq")
 # user), so that the outcomes of its slices wait there while this process
 # is busy with its own part, rather than hold the helper up.
 _PIPE_SIZE = 1 << 20
-# While applying, the helper's progress so far: (entries, bytes), and what
-# its TREE actions added to do (entries, bytes), at most every
-# PROGRESS_EVERY seconds, on the pipe that carried "planned" bytes.
-_PROGRESS = struct.Struct("<qqqq")
+# While applying, the helper's progress so far: (entries, bytes), at most
+# every PROGRESS_EVERY seconds, on the pipe that carried "planned" bytes.
+_PROGRESS = struct.Struct("<qq")
 PROGRESS_EVERY = 0.1
 # Actions the helper applies between two looks for a steal request (a few ms).
 SLICE = 64
@@ -463,9 +462,8 @@ class Helper:
             raise HelperStopped(self.stopped)
         return kind, payload
 
-    def reported(self) -> tuple[int, int, int, int] | None:
-        """The helper's latest progress report (entries, bytes done; entries, bytes
-        added to do), if a new one came."""
+    def reported(self) -> tuple[int, int] | None:
+        """The helper's latest progress report (entries, bytes), if a new one came."""
         data = self._progress
         while True:  # to the latest: the newest record holds the totals
             try:
@@ -479,8 +477,8 @@ class Helper:
         self._progress = data[whole:]
         if not whole:
             return None
-        entries, nbytes, more_entries, more_bytes = _PROGRESS.unpack_from(data, whole - _PROGRESS.size)
-        return entries, nbytes, more_entries, more_bytes
+        entries, nbytes = _PROGRESS.unpack_from(data, whole - _PROGRESS.size)
+        return entries, nbytes
 
     def _stop(self, why: str) -> None:
         self.stopped = self.stopped or why
@@ -534,8 +532,7 @@ class Helper:
                             plan.untouched,
                             plan.untouched_paths,
                             plan.problems,
-                            # A TREE's actions are told as they are planned (Progress.grow).
-                            sum(a.op is not Op.TREE for a in plan.actions),
+                            len(plan.actions),
                             sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None),
                         ),
                     )
@@ -571,16 +568,14 @@ class Helper:
         """In the helper: apply its part a slice at a time, sending each slice's outcome when it is done."""
         out = _Outcomes(ends.answers, self._log, self._report)
         ctx = self._make_context(src, rep, out.report, out.write, progress)
-        slicing = _Slicing(out, ctx, ends.ledger)
-        ctx.slicing = slicing
         try:
             for index, actions in slices:
                 # Noted before the slice begins: if this process is killed
                 # before it sends the outcome, the parent knows what may be missing.
-                slicing.index = index
-                slicing.begin(len(actions))
+                out.begun += len(actions)
+                _LEDGER.pack_into(ends.ledger, 0, out.begun, index)
                 apply_plan(actions, ctx)
-                slicing.settle()
+                ctx.report = out.send()
         finally:
             if progress is not None:
                 progress.close()
@@ -815,7 +810,6 @@ class _Reporter:
         os.set_blocking(fd, False)
         self._fd = fd
         self._entries = self._bytes = 0
-        self._more_entries = self._more_bytes = 0
         self._last = 0.0
 
     def advance(self, entries: int, nbytes: int) -> None:
@@ -826,17 +820,12 @@ class _Reporter:
             self._last = now
             self._send()
 
-    def grow(self, entries: int, nbytes: int) -> None:
-        self._more_entries += entries
-        self._more_bytes += nbytes
-
     def close(self) -> None:
         self._send()
 
     def _send(self) -> None:
-        record = _PROGRESS.pack(self._entries, self._bytes, self._more_entries, self._more_bytes)
         with contextlib.suppress(BlockingIOError):
-            os.write(self._fd, record)
+            os.write(self._fd, _PROGRESS.pack(self._entries, self._bytes))
 
 
 class _Relay:
@@ -847,12 +836,8 @@ class _Relay:
     def __init__(self, bar: Progress | None, helper: Helper) -> None:
         self._bar = bar
         self._helper = helper
-        self._seen = (0, 0, 0, 0)
+        self._seen = (0, 0)
         self._next = 0.0  # when to look for the helper's progress and outcomes again
-
-    def grow(self, entries: int, nbytes: int) -> None:
-        if self._bar is not None:
-            self._bar.grow(entries, nbytes)
 
     def advance(self, entries: int, nbytes: int) -> None:
         if self._bar is not None:
@@ -870,34 +855,13 @@ class _Relay:
             return
         latest = self._helper.reported()
         if latest is not None and latest != self._seen:
-            seen = self._seen
-            self._bar.grow(latest[2] - seen[2], latest[3] - seen[3])
-            self._bar.advance(latest[0] - seen[0], latest[1] - seen[1])
+            self._bar.advance(latest[0] - self._seen[0], latest[1] - self._seen[1])
             self._seen = latest
 
     def close(self) -> None:
         self.catch_up()
         if self._bar is not None:
             self._bar.close()
-
-
-class _Slicing:
-    """In the helper: the actions begun noted in the ledger, and each slice's
-    outcome sent when it is done; a TREE's actions, planned while applying,
-    go a slice at a time too (see :func:`synchro.pipeline.apply.apply_plan`)."""
-
-    __slots__ = ("ctx", "index", "ledger", "out")
-
-    def __init__(self, out: _Outcomes, ctx: ApplyContext, ledger: mmap.mmap) -> None:
-        self.out, self.ctx, self.ledger = out, ctx, ledger
-        self.index = -1  # the sub-tree being applied
-
-    def begin(self, actions: int) -> None:
-        self.out.begun += actions
-        _LEDGER.pack_into(self.ledger, 0, self.out.begun, self.index)
-
-    def settle(self) -> None:
-        self.ctx.report = self.out.send()
 
 
 class _Ends(NamedTuple):
