@@ -274,10 +274,8 @@ def _plan_and_apply(
 
     _log_plan(plan, report, log)
     progress = None
-    entries = len(plan.actions) + (part.actions if part is not None else 0)
-    if progress_factory is not None and entries:
-        total_bytes = sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None)
-        progress = progress_factory(entries, total_bytes + (part.copy_bytes if part is not None else 0))
+    if progress_factory is not None:
+        progress = _progress(progress_factory, plan, part)
     started = False
     # A helper whose part has nothing to do is only told to stop (close()).
     sharing = helper if part is not None and part.actions else None
@@ -310,6 +308,7 @@ def _plan_and_apply(
         progress=progress,
         keeper=keeper,
         list_untouched=verbose,
+        walk=Walk(src, rep, rules, Plan(), verbose),
     )
     now, later = _after_given(plan)
     try:
@@ -329,6 +328,21 @@ def _plan_and_apply(
     # Changes that may have been made with no line: the log is not the whole
     # record of the run, which is a failure to report (1), not a success.
     return (ExitCode.FAILED if report.failed or report.unlogged else ExitCode.OK), ""
+
+
+def _progress(factory: ProgressFactory, plan: Plan, part: PlanPart | None) -> Progress | None:
+    """The progress display for the plan and the helper's part; None if there is nothing to do.
+
+    A TREE action is not an entry: its actions are added to the totals as
+    its folders are planned (Progress.grow).
+    """
+    entries = sum(action.op is not Op.TREE for action in plan.actions) + (
+        part.actions if part is not None else 0
+    )
+    if not entries:
+        return None
+    total_bytes = sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None)
+    return factory(entries, total_bytes + (part.copy_bytes if part is not None else 0))
 
 
 def _lost(message: str, report: Report, log: DailyLog) -> tuple[ExitCode, str]:
@@ -376,6 +390,7 @@ def _helper_context(cycle: _Cycle) -> MakeContext:
             keep_mode=rules.holds.permissions,
             progress=progress,
             list_untouched=verbose,
+            walk=Walk(src, rep, rules, Plan(), verbose),
         )
 
     return make

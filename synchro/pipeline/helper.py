@@ -91,9 +91,10 @@ _LEDGER = struct.Struct("<qq")
 # user), so that the outcomes of its slices wait there while this process
 # is busy with its own part, rather than hold the helper up.
 _PIPE_SIZE = 1 << 20
-# While applying, the helper's progress so far: (entries, bytes), at most
-# every PROGRESS_EVERY seconds, on the pipe that carried "planned" bytes.
-_PROGRESS = struct.Struct("<qq")
+# While applying, the helper's progress so far: (entries, bytes), and what
+# its TREE actions added to do (entries, bytes), at most every
+# PROGRESS_EVERY seconds, on the pipe that carried "planned" bytes.
+_PROGRESS = struct.Struct("<qqqq")
 PROGRESS_EVERY = 0.1
 # Actions the helper applies between two looks for a steal request (a few ms).
 SLICE = 64
@@ -462,8 +463,9 @@ class Helper:
             raise HelperStopped(self.stopped)
         return kind, payload
 
-    def reported(self) -> tuple[int, int] | None:
-        """The helper's latest progress report (entries, bytes), if a new one came."""
+    def reported(self) -> tuple[int, int, int, int] | None:
+        """The helper's latest progress report (entries, bytes done; entries, bytes
+        added to do), if a new one came."""
         data = self._progress
         while True:  # to the latest: the newest record holds the totals
             try:
@@ -477,8 +479,8 @@ class Helper:
         self._progress = data[whole:]
         if not whole:
             return None
-        entries, nbytes = _PROGRESS.unpack_from(data, whole - _PROGRESS.size)
-        return entries, nbytes
+        entries, nbytes, more_entries, more_bytes = _PROGRESS.unpack_from(data, whole - _PROGRESS.size)
+        return entries, nbytes, more_entries, more_bytes
 
     def _stop(self, why: str) -> None:
         self.stopped = self.stopped or why
@@ -532,7 +534,8 @@ class Helper:
                             plan.untouched,
                             plan.untouched_paths,
                             plan.problems,
-                            len(plan.actions),
+                            # A TREE's actions are told as they are planned (Progress.grow).
+                            sum(a.op is not Op.TREE for a in plan.actions),
                             sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None),
                         ),
                     )
@@ -568,14 +571,16 @@ class Helper:
         """In the helper: apply its part a slice at a time, sending each slice's outcome when it is done."""
         out = _Outcomes(ends.answers, self._log, self._report)
         ctx = self._make_context(src, rep, out.report, out.write, progress)
+        slicing = _Slicing(out, ctx, ends.ledger)
+        ctx.slicing = slicing
         try:
             for index, actions in slices:
                 # Noted before the slice begins: if this process is killed
                 # before it sends the outcome, the parent knows what may be missing.
-                out.begun += len(actions)
-                _LEDGER.pack_into(ends.ledger, 0, out.begun, index)
+                slicing.index = index
+                slicing.begin(len(actions))
                 apply_plan(actions, ctx)
-                ctx.report = out.send()
+                slicing.settle()
         finally:
             if progress is not None:
                 progress.close()
@@ -810,6 +815,7 @@ class _Reporter:
         os.set_blocking(fd, False)
         self._fd = fd
         self._entries = self._bytes = 0
+        self._more_entries = self._more_bytes = 0
         self._last = 0.0
 
     def advance(self, entries: int, nbytes: int) -> None:
@@ -820,12 +826,17 @@ class _Reporter:
             self._last = now
             self._send()
 
+    def grow(self, entries: int, nbytes: int) -> None:
+        self._more_entries += entries
+        self._more_bytes += nbytes
+
     def close(self) -> None:
         self._send()
 
     def _send(self) -> None:
+        record = _PROGRESS.pack(self._entries, self._bytes, self._more_entries, self._more_bytes)
         with contextlib.suppress(BlockingIOError):
-            os.write(self._fd, _PROGRESS.pack(self._entries, self._bytes))
+            os.write(self._fd, record)
 
 
 class _Relay:
@@ -836,8 +847,12 @@ class _Relay:
     def __init__(self, bar: Progress | None, helper: Helper) -> None:
         self._bar = bar
         self._helper = helper
-        self._seen = (0, 0)
+        self._seen = (0, 0, 0, 0)
         self._next = 0.0  # when to look for the helper's progress and outcomes again
+
+    def grow(self, entries: int, nbytes: int) -> None:
+        if self._bar is not None:
+            self._bar.grow(entries, nbytes)
 
     def advance(self, entries: int, nbytes: int) -> None:
         if self._bar is not None:
@@ -855,13 +870,34 @@ class _Relay:
             return
         latest = self._helper.reported()
         if latest is not None and latest != self._seen:
-            self._bar.advance(latest[0] - self._seen[0], latest[1] - self._seen[1])
+            seen = self._seen
+            self._bar.grow(latest[2] - seen[2], latest[3] - seen[3])
+            self._bar.advance(latest[0] - seen[0], latest[1] - seen[1])
             self._seen = latest
 
     def close(self) -> None:
         self.catch_up()
         if self._bar is not None:
             self._bar.close()
+
+
+class _Slicing:
+    """In the helper: the actions begun noted in the ledger, and each slice's
+    outcome sent when it is done; a TREE's actions, planned while applying,
+    go a slice at a time too (see :func:`synchro.pipeline.apply.apply_plan`)."""
+
+    __slots__ = ("ctx", "index", "ledger", "out")
+
+    def __init__(self, out: _Outcomes, ctx: ApplyContext, ledger: mmap.mmap) -> None:
+        self.out, self.ctx, self.ledger = out, ctx, ledger
+        self.index = -1  # the sub-tree being applied
+
+    def begin(self, actions: int) -> None:
+        self.out.begun += actions
+        _LEDGER.pack_into(self.ledger, 0, self.out.begun, self.index)
+
+    def settle(self) -> None:
+        self.ctx.report = self.out.send()
 
 
 class _Ends(NamedTuple):
