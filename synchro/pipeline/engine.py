@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
+from itertools import pairwise
 from typing import NamedTuple
 
 from ..endpoints.base import ForkableReplica, ForkableSource, Replica, ReplicaLost, Source, describe
@@ -277,8 +278,11 @@ def _plan_and_apply(
     if progress_factory is not None:
         progress = _progress(progress_factory, plan, part)
     started = False
-    # A helper whose part has nothing to do is only told to stop (close()).
-    sharing = helper if part is not None and part.actions else None
+    handed: list[list[Action]] = []
+    if helper is not None and part is not None:
+        handed = _hand_over(plan, helper)
+    # A helper with nothing to do is only told to stop (close()).
+    sharing = helper if part is not None and (part.actions or handed) else None
     if sharing is not None:
         started, progress = _start_part(sharing, progress, log)
     keeper: RunKeeper | None = None
@@ -420,6 +424,34 @@ def _join_plans(plan: Plan, helper: Helper, walk: Walk, log: DailyLog) -> PlanPa
     return part
 
 
+def _hand_over(plan: Plan, helper: Helper) -> list[list[Action]]:
+    """Offer the helper this process's new folders (each MKDIR and TREE),
+    now that the guard has passed; those it was offered leave ``plan``.
+
+    A first copy's walk ends before the helper has been given much (nothing
+    inside a new folder is listed), so without this its folders would all
+    be copied here. A TREE's folder is new and its parent is on both sides
+    (the walk never enters a new folder), and nothing else in the plan is
+    inside it: like a sub-tree given during the walk, it can be applied
+    apart from the rest. A MKDIR that replaces a file stays here, with the
+    file's removal. The folders above get their times last (plan.given).
+    """
+    actions = plan.actions
+    units = [
+        [mkdir, tree]
+        for mkdir, tree in pairwise(actions)
+        if tree.op is Op.TREE and mkdir.op is Op.MKDIR and not mkdir.replaces and mkdir.path == tree.path
+    ]
+    if not units:
+        return []
+    handed = helper.hand_over(units)
+    if handed:
+        moved = {id(action) for unit in handed for action in unit}
+        plan.actions = [action for action in actions if id(action) not in moved]
+        plan.given.extend(unit[1].path for unit in handed)
+    return handed
+
+
 def _start_part(helper: Helper, bar: Progress | None, log: DailyLog) -> tuple[bool, Progress | None]:
     """Let the helper apply its part: whether it started, and the progress to advance here."""
     try:
@@ -439,6 +471,9 @@ def _join_part(helper: Helper, started: bool, ctx: ApplyContext, walk: Walk, log
     reported from the helper's plan already, so only the actions count.
     """
     if started:
+        # The folders handed over first: taking one never waits for the helper.
+        while (unit := helper.claim()) is not None:
+            apply_plan(unit, ctx)
         try:
             while (actions := helper.steal()) is not None:
                 apply_plan(actions, ctx)

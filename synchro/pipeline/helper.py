@@ -174,6 +174,11 @@ class Helper:
         self._relay: _Relay | None = None
         self._ledger: mmap.mmap | None = None
         self._settled = 0  # actions of the helper whose outcome this process has
+        # New folders handed over once the guard has passed (see hand_over):
+        # the index in ``_units`` of the first, and each one's MKDIR and TREE.
+        self._first_handed = 0
+        self._handed: list[list[Action]] = []
+        self._kept_back = 0  # of those, taken here from the end (see claim)
         self._log_due = False  # the log's pending lines wait for the helper to have work
 
     # --- the walk's side (synchro.pipeline.walk.Share)
@@ -259,8 +264,61 @@ class Helper:
                 pass
         return answer
 
+    def hand_over(self, units: list[list[Action]]) -> list[list[Action]]:
+        """Offer the helper new folders of this process's plan (each a MKDIR
+        and its TREE), to be sent with :meth:`apply`; returns those offered.
+
+        For a first copy: its walk lists nothing inside a new folder, so it
+        ends before the helper has been given much, and the folders are
+        planned while applied. Once the guard has passed, they are shared
+        as the sub-trees of the walk were: each has a token in the pipe of
+        :meth:`take_back`; the helper takes them from the first on, this
+        process from the last on (:meth:`claim`), and exactly one of them
+        gets each. Only what the token pipe holds is offered (a write that
+        would block is cut short): the rest stays in this process's plan.
+        """
+        if self.stopped or not units or self._tokens_w < 0:
+            return []
+        os.set_blocking(self._tokens_w, False)  # cut short, never waiting for the helper
+        try:
+            offered = os.write(self._tokens_w, b"." * len(units))
+        except BlockingIOError:
+            return []
+        except OSError as error:
+            self._stop(f"cannot write to it: {error.strerror or error}")
+            return []
+        self._first_handed = len(self._units)
+        self._handed = units[:offered]
+        for unit in self._handed:
+            steps: list[Step] = [*unit]
+            self._units.append((unit[0].path, steps))
+        return self._handed
+
+    def claim(self) -> list[Action] | None:
+        """The last folder handed over that the helper has not taken, now
+        this process's to apply; None once each is taken (see hand_over).
+
+        Never waits for the helper, and works as well once it has died:
+        what it had not taken is taken here.
+        """
+        if self._kept_back >= len(self._handed):
+            return None
+        try:
+            if not os.read(self._tokens, 1):
+                return None
+        except BlockingIOError:
+            return None  # the helper has taken the rest
+        except OSError as error:
+            self._stop(f"cannot read from it: {error.strerror or error}")
+            return None
+        self._kept_back += 1
+        index = len(self._handed) - self._kept_back
+        self.stolen.add(self._first_handed + index)
+        return self._handed[index]
+
     def apply(self, bar: Progress | None) -> Progress:
-        """Let the helper apply its part (the guard has passed). Raises HelperStopped.
+        """Let the helper apply its part (the guard has passed), and the
+        folders handed over. Raises HelperStopped.
 
         Returns the progress this process must advance as it applies its
         own part: it shows the helper's progress on ``bar`` too, and logs
@@ -273,7 +331,7 @@ class Helper:
             # the helper's without the run's start, even if this process dies.
             self._log_due = False
             self._log.flush()
-        self._send_or_stop((_APPLY, bar is not None))
+        self._send_or_stop((_APPLY, (bar is not None, self._first_handed, self._handed)))
         self._relay = _Relay(bar, self)
         return self._relay
 
@@ -542,9 +600,12 @@ class Helper:
                     break
                 else:
                     os._exit(0)
-            kind, with_bar = _get(ends.commands)
+            kind, payload = _get(ends.commands)
             if kind == _APPLY:
+                assert isinstance(payload, tuple)
+                with_bar, first_handed, handed = payload
                 slices = _handing_out(plan.actions, bounds, ends.commands, answer)
+                slices = _then_handed(slices, first_handed, handed, ends.tokens)
                 self._apply_part(slices, src, rep, _Reporter(ends.done) if with_bar else None, ends)
                 answer(_RESULT, None)
         except KeyboardInterrupt:
@@ -680,6 +741,22 @@ def _handing_out(
             if first > start:
                 answer_requests()
             yield index, actions[first : min(first + SLICE, end)]
+
+
+def _then_handed(
+    slices: Iterator[tuple[int, list[Action]]], first: int, handed: list[list[Action]], tokens: int
+) -> Iterator[tuple[int, list[Action]]]:
+    """The helper's own part, then the folders handed over as it takes them
+    (see Helper.hand_over): the first still there, each as one slice.
+
+    Taken from the first on, while the parent takes from the last on: as
+    long as a token is left, the first not taken here is not taken there.
+    """
+    yield from slices
+    for taken, unit in enumerate(handed):
+        if not _claimed(tokens):
+            return
+        yield first + taken, unit
 
 
 def _pickle() -> ModuleType:
