@@ -18,13 +18,15 @@ from pathlib import Path
 
 import pytest
 from conftest import Pair, child_env
+from holds import hold_handed_folders
 from treeutil import assert_mirror, build, entries, log_messages, snapshot
 
 import synchro
+import synchro.pipeline.apply
 import synchro.pipeline.report
 from synchro import Hooks, mirror
 from synchro.endpoints.local.tree import LocalTree
-from synchro.pipeline.helper import ENV
+from synchro.pipeline.helper import ENV, Helper
 from synchro.pipeline.plan import Action, Op, PlanRules
 from synchro.pipeline.walk import plan_trees
 
@@ -117,6 +119,63 @@ def test_a_source_folder_gone_before_its_deferred_listing_is_vanished(
     again = pair.mirror()
     assert again.ok
     assert_mirror(pair.src, pair.rep)
+
+
+def test_a_first_copy_shares_its_new_folders_with_the_helper(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_hang: None
+) -> None:
+    """The walk gave the helper nothing it kept: the folders handed over once
+    the guard has passed are copied by both processes, each file once."""
+    monkeypatch.setenv(ENV, "2")
+    build(pair.src, {"top.txt": "t", **nested(4, 2, 3)})  # 4 + 8 folders and 25 files
+    copies = tmp_path / "copies"
+    out = os.open(copies, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    real = synchro.pipeline.apply._carry_out
+
+    def carry_out(action: Action, ctx: object, **kwargs: bool) -> None:
+        if action.op is Op.COPY:  # one write each: the two processes' lines never mix
+            os.write(out, f"{os.getpid()} {action.path}\n".encode())
+        real(action, ctx, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(synchro.pipeline.apply, "_carry_out", carry_out)
+    handed: list[str] = []  # in listing order, not by name
+    real_hand_over = Helper.hand_over
+
+    def hand_over(self: Helper, units: list[list[Action]]) -> list[list[Action]]:
+        offered = real_hand_over(self, units)
+        handed.extend(unit[0].path for unit in offered)
+        return offered
+
+    monkeypatch.setattr(Helper, "hand_over", hand_over)
+    close = hold_handed_folders(monkeypatch.setattr)
+    try:
+        report = pair.mirror()
+    finally:
+        close()
+        os.close(out)
+
+    assert report.ok, report.failed
+    assert report.counts["added"] == 37
+    assert_mirror(pair.src, pair.rep)
+    by: dict[str, list[str]] = {}
+    for line in copies.read_text().splitlines():
+        pid, path = line.split(" ", 1)
+        by.setdefault(pid, []).append(path)
+    run = by.pop(str(os.getpid()))
+    [helper] = by.values()  # one other process copied files
+    tops = [f"d{i:03d}" for i in range(4)]
+    assert sorted(handed) == tops  # the walk's sub-trees were all taken back
+    files = [f"{top}/s{j:02d}/f{k:03d}" for top in tops for j in range(2) for k in range(3)]
+    assert sorted(run + helper) == sorted([*files, "top.txt"])  # each once
+
+    def folders(paths: list[str]) -> set[str]:
+        return {path.partition("/")[0] for path in paths if "/" in path}
+
+    assert folders(run).isdisjoint(folders(helper))  # a folder handed over is copied by one process
+    assert handed[0] in folders(helper)  # it took the first
+    assert handed[-1] in folders(run)  # the run took the last
+    added = [m for m in entries(log_messages(pair.logs)) if m.startswith("ADDED ")]
+    assert len(added) == len(set(added)) == 37
 
 
 @PROCESSES
