@@ -22,7 +22,9 @@ cores or more, a run is therefore shared with one forked process:
    logs them among its own, so the log and the console hold one run's
    lines in time order. The helper also reports its progress for the
    bar; this process sets the times of the folders above the given
-   sub-trees last.
+   sub-trees last. New folders (a first copy's, listed only as they are
+   applied) are handed over once the guard has passed, and each process
+   takes them from its own end of the list (:meth:`Helper.hand_over`).
 
 Safety: the helper is forked after the replica lock is taken and shares
 that lock's descriptor; it stops with this process (``PR_SET_PDEATHSIG``
