@@ -83,3 +83,74 @@ def hold_shared_runs(patch: Setattr, *, keep: str = "all") -> Callable[[], None]
             os.close(fd)
 
     return close
+
+
+def hold_handed_folders(patch: Setattr) -> Callable[[], None]:
+    """Holds for a first copy's new folders handed over once the guard has
+    passed (``Helper.hand_over``); returns what closes their pipes.
+
+    - At the end of its walk, the run takes back every sub-tree it gave
+      before the helper takes any: the helper's own part is empty, as when
+      a first copy's walk ends before the helper has asked for work.
+    - Of the folders handed over, the helper takes the first one before the
+      run takes any, and takes no other before the run has taken the last.
+
+    Both processes then copy files, whatever the speed of either.
+    """
+    released_r, released_w = os.pipe()  # the run has taken back the walk's sub-trees
+    first_r, first_w = os.pipe()  # the helper has taken the first folder handed over
+    last_r, last_w = os.pipe()  # the run has taken the last
+    helper = synchro.pipeline.helper
+    real_claimed, real_then_handed = helper._claimed, helper._then_handed
+    real_take_back, real_claim = Helper.take_back, Helper.claim
+    # In the helper, its copies (made by the fork): whether it is applying,
+    # whether it was released, and the folders handed over it asked for.
+    applying, released, asked = [False], [False], [0]
+    # In the run.
+    took_back, claimed_once = [False], [False]
+
+    def then_handed(*args: Any) -> Any:  # in the helper: it applies from here on
+        applying[0] = True
+        return real_then_handed(*args)
+
+    def claimed(tokens: int) -> bool:  # in the helper
+        if not applying[0]:
+            if not released[0]:
+                released[0] = True
+                os.read(released_r, 1)
+            return real_claimed(tokens)
+        asked[0] += 1
+        if asked[0] == 2:
+            os.read(last_r, 1)
+        got = real_claimed(tokens)
+        if got and asked[0] == 1:
+            os.write(first_w, b".")
+        return got
+
+    def take_back(self: Helper) -> Any:
+        steps = real_take_back(self)
+        if steps is None and not took_back[0]:
+            took_back[0] = True
+            os.write(released_w, b".")
+        return steps
+
+    def claim(self: Helper) -> Any:
+        if claimed_once[0]:
+            return real_claim(self)
+        claimed_once[0] = True
+        os.read(first_r, 1)
+        unit = real_claim(self)
+        os.write(last_w, b".")
+        return unit
+
+    patch(synchro.endpoints.local.replica, "concurrency_for", lambda fs_type: LOCAL)
+    patch(helper, "_claimed", claimed)
+    patch(helper, "_then_handed", then_handed)
+    patch(Helper, "take_back", take_back)
+    patch(Helper, "claim", claim)
+
+    def close() -> None:
+        for fd in (released_r, released_w, first_r, first_w, last_r, last_w):
+            os.close(fd)
+
+    return close

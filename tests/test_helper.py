@@ -189,6 +189,8 @@ def test_this_process_takes_back_what_the_helper_has_not_started(
             stolen.append(rel)
             # The helper's own plan of that sub-tree, nothing of anything else.
             assert actions and all(a.path == rel or a.path.startswith(f"{rel}/") for a in actions)
+            # A new folder comes back as its MKDIR and its deferred TREE, planned here.
+            assert [a.op for a in actions] == [Op.MKDIR, Op.TREE]
         return actions
 
     monkeypatch.setattr(synchro.endpoints.local.filecopy, "_copy_data", copy)
@@ -468,6 +470,9 @@ class CountingBar:
     def advance(self, entries: int, nbytes: int) -> None:
         self.done[0] += entries
         self.done[1] += nbytes
+
+    def grow(self, entries: int, nbytes: int) -> None:
+        self.total = (self.total[0] + entries, self.total[1] + nbytes)
 
     def close(self) -> None:
         self.closed = True

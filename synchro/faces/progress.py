@@ -94,6 +94,20 @@ class Bar:
         except OSError:
             self._stop()
 
+    def grow(self, entries: int, nbytes: int) -> None:
+        """More to do: a sub-tree planned while the run applies (a first copy's folders)."""
+        self._total_entries += entries
+        self._total_bytes += nbytes
+        by_bytes = self._total_bytes > 0
+        bar = self._drawn
+        if bar is not None:
+            bar.bytes_total = self._total_bytes
+            if by_bytes and not self._by_bytes:  # drawn before any byte was known
+                from .drawing import BYTES_FORMAT
+
+                bar.bar_format = BYTES_FORMAT
+        self._by_bytes = by_bytes
+
     def write(self, text: str) -> None:
         """Print log lines above the bar: cleared, the lines, drawn again."""
         bar = self._drawn

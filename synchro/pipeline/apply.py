@@ -4,6 +4,12 @@ A failure of one entry is logged as ``FAILED path: reason`` and the run goes
 on with the rest; an entry that disappears is a ``VANISHED`` warning. With
 ``dry_run`` every action is logged and counted exactly as it would be
 done, and nothing is changed.
+
+An ``Op.TREE`` action (a sub-tree only in the source, see
+:mod:`synchro.pipeline.walk`) is planned here, folder by folder, where its
+actions would have been in the plan: each folder is listed, planned against
+an empty replica folder, and its actions applied before its sub-folders
+are, so that what is held is the folders still to do, not the sub-tree.
 """
 
 from __future__ import annotations
@@ -29,9 +35,9 @@ from ..endpoints.base import (
 )
 from ..options import MirrorOptions
 from .log import escape
-from .plan import Action, Op
+from .plan import Action, Descend, Op, Side, Step
 from .report import Report
-from .walk import GONE
+from .walk import GONE, Walk
 
 if TYPE_CHECKING:
     from ..endpoints.local.pool import CopyPool, Job
@@ -45,7 +51,21 @@ class Progress(Protocol):
 
     def advance(self, entries: int, nbytes: int) -> None: ...
 
+    def grow(self, entries: int, nbytes: int) -> None:
+        """More to do than the plan said: a sub-tree planned while applying (Op.TREE)."""
+        ...
+
     def close(self) -> None: ...
+
+
+class Slicing(Protocol):
+    """Told of the actions a sub-tree planned while applying begins, and when
+    their outcomes are complete (the helper sends them a slice at a time,
+    see :mod:`synchro.pipeline.helper`)."""
+
+    def begin(self, actions: int) -> None: ...
+
+    def settle(self) -> None: ...
 
 
 # Called with each action just before it is carried out: a hook for tests
@@ -105,8 +125,10 @@ class ApplyContext:
         "progress",
         "rep",
         "report",
+        "slicing",
         "src",
         "unmade",
+        "walk",
     )
 
     def __init__(
@@ -124,6 +146,7 @@ class ApplyContext:
         progress: Progress | None = None,
         keeper: Keeper | None = None,
         list_untouched: bool = False,
+        walk: Walk | None = None,
     ) -> None:
         self.src = src
         self.rep = rep
@@ -150,6 +173,9 @@ class ApplyContext:
         # carried out, only counted, and said once (see :func:`lost_line`).
         self.lost: ReplicaLost | None = None
         self.not_done = 0
+        # Lists and plans the folders of an Op.TREE (a plan holding one needs it).
+        self.walk = walk
+        self.slicing: Slicing | None = None
 
 
 def display(action: Action) -> str:
@@ -163,39 +189,112 @@ def display(action: Action) -> str:
 
 
 def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
-    progress = ctx.progress
     background = _Background(ctx) if _background_allowed(ctx) else None
     try:
         for action in actions:
-            if ctx.lost is not None and action.op not in _NO_REPLICA:
-                ctx.not_done += 1
-                if progress is not None:
-                    _counted(action, ctx)
-                continue
-            if ctx.before_action is not None:
-                ctx.before_action(action)
-            if background is not None:
-                if action.op is Op.COPY and background.takes(action):
-                    background.submit(action)  # counted once it is reported
-                    continue
-                if background.actions and action.op in IN_FLIGHT:
-                    background.submit_action(action)  # counted once it is reported
-                    continue
-                if action.op is Op.DIRMETA:
-                    # A folder's times and mode come after every copy into it.
-                    background.drain()
-                elif background.actions:
-                    background.settle(action.path)
-            _carry_out(action, ctx)
-            if progress is not None:
-                _counted(action, ctx)
-                if background is not None:
-                    background.count_running()
+            if action.op is Op.TREE:
+                _apply_tree(action, ctx, background)
+            else:
+                _apply_one(action, ctx, background)
         if background is not None:
             background.drain()
     finally:
         if background is not None:
             background.close()
+
+
+def _apply_one(action: Action, ctx: ApplyContext, background: _Background | None) -> None:
+    progress = ctx.progress
+    if ctx.lost is not None and action.op not in _NO_REPLICA:
+        ctx.not_done += 1
+        if progress is not None:
+            _counted(action, ctx)
+        return
+    if ctx.before_action is not None:
+        ctx.before_action(action)
+    if background is not None:
+        if action.op is Op.COPY and background.takes(action):
+            background.submit(action)  # counted once it is reported
+            return
+        if background.actions and action.op in IN_FLIGHT:
+            background.submit_action(action)  # counted once it is reported
+            return
+        if action.op is Op.DIRMETA:
+            # A folder's times and mode come after every copy into it.
+            background.drain()
+        elif background.actions:
+            background.settle(action.path)
+    _carry_out(action, ctx)
+    if progress is not None:
+        _counted(action, ctx)
+        if background is not None:
+            background.count_running()
+
+
+# Actions of an Op.TREE applied between two outcomes sent by the helper
+# (helper.SLICE, repeated here: the helper imports this module).
+TREE_SLICE = 64
+
+
+def _apply_tree(tree: Action, ctx: ApplyContext, background: _Background | None) -> None:
+    """Op.TREE: plan and apply a sub-tree only in the source, folder by folder.
+
+    Depth first with a stack, as the walk would have planned it, so its
+    actions come in the order the plan would have held them; what the
+    stack holds is the folders still to do (depth times width), each folder's
+    actions only until they are applied.
+    """
+    if ctx.before_action is not None:
+        ctx.before_action(tree)  # a test's moment between the plan and the listing
+    # Listed even once the replica is lost: each of its actions is counted
+    # as not done, as they would have been had the plan held them.
+    walk, slicing = ctx.walk, ctx.slicing
+    assert walk is not None, "a plan with a TREE action is applied with its walk"
+    stack: list[Step] = [Descend(tree.path, Side.SOURCE, tree.src, None)]
+    begun = 0
+    while stack:
+        step = stack.pop()
+        if isinstance(step, Descend):
+            steps = walk.expand(step)
+            _tell_problems(walk, ctx)
+            if ctx.progress is not None:
+                _grow(steps, ctx.progress)
+            stack.extend(reversed(steps))
+            continue
+        if slicing is not None:
+            slicing.begin(1)
+            begun += 1
+        _apply_one(step, ctx, background)
+        if slicing is not None and begun >= TREE_SLICE:
+            if background is not None:
+                background.drain()  # every outcome begun is in before the slice is sent
+            slicing.settle()
+            begun = 0
+
+
+def _grow(steps: list[Step], progress: Progress) -> None:
+    """Tell the progress what a folder planned while applying adds to do."""
+    entries = nbytes = 0
+    for step in steps:
+        if isinstance(step, Action):
+            entries += 1
+            if step.op is Op.COPY and step.src is not None:
+                nbytes += step.src.size
+    progress.grow(entries, nbytes)
+
+
+def _tell_problems(walk: Walk, ctx: ApplyContext) -> None:
+    """Report what the walk could not read, as the engine reports the plan's problems."""
+    problems = walk.plan.problems
+    for word, path, reason in problems:
+        if word == "VANISHED":
+            if ctx.report.vanished[-1:] == [path]:
+                continue  # its MKDIR found it gone already: one line is enough
+            ctx.report.vanished.append(path)
+        else:
+            ctx.report.failed.append((path, reason))
+        ctx.emit(f"{word} {escape(path)}: {escape(reason)}")
+    problems.clear()
 
 
 # Actions that only report (a source entry that cannot be copied): they do
@@ -583,12 +682,12 @@ def _vanished(ctx: ApplyContext, action: Action) -> None:
 def _changed(ctx: ApplyContext, action: Action, note: str = "") -> None:
     path = display(action)
     if action.rep is not None or action.replaces:
-        ctx.report.overwritten.append(path)
+        ctx.report.note_overwritten(path)
         ctx.emit(f"OVERWRITTEN {path}{note}")
     else:
         if ctx.keeper is not None:
             ctx.keeper.added(action)  # so that a restore as of an earlier run leaves it out
-        ctx.report.added.append(path)
+        ctx.report.note_added(path)
         ctx.emit(f"ADDED {path}{note}")
 
 
@@ -607,11 +706,11 @@ def _done(action: Action, ctx: ApplyContext) -> None:
             (ctx.keep_mode and action.rep.mode != action.src.mode)
             or (ctx.keep_owner and (action.rep.uid, action.rep.gid) != (action.src.uid, action.src.gid))
         ):
-            ctx.report.overwritten.append(display(action))
+            ctx.report.note_overwritten(display(action))
             ctx.emit(f"OVERWRITTEN {display(action)} (attributes)")
     elif action.op is not Op.CLEANUP and not action.replaces:
         path = display(action)
-        ctx.report.deleted.append(path)
+        ctx.report.note_deleted(path)
         ctx.emit(f"DELETED {path}")
 
 

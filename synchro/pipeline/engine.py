@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
+from itertools import pairwise
 from typing import NamedTuple
 
 from ..endpoints.base import ForkableReplica, ForkableSource, Replica, ReplicaLost, Source, describe
@@ -274,13 +275,14 @@ def _plan_and_apply(
 
     _log_plan(plan, report, log)
     progress = None
-    entries = len(plan.actions) + (part.actions if part is not None else 0)
-    if progress_factory is not None and entries:
-        total_bytes = sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None)
-        progress = progress_factory(entries, total_bytes + (part.copy_bytes if part is not None else 0))
+    if progress_factory is not None:
+        progress = _progress(progress_factory, plan, part)
     started = False
-    # A helper whose part has nothing to do is only told to stop (close()).
-    sharing = helper if part is not None and part.actions else None
+    handed: list[list[Action]] = []
+    if helper is not None and part is not None:
+        handed = _hand_over(plan, helper)
+    # A helper with nothing to do is only told to stop (close()).
+    sharing = helper if part is not None and (part.actions or handed) else None
     if sharing is not None:
         started, progress = _start_part(sharing, progress, log)
     keeper: RunKeeper | None = None
@@ -310,6 +312,7 @@ def _plan_and_apply(
         progress=progress,
         keeper=keeper,
         list_untouched=verbose,
+        walk=Walk(src, rep, rules, Plan(), verbose),
     )
     now, later = _after_given(plan)
     try:
@@ -329,6 +332,21 @@ def _plan_and_apply(
     # Changes that may have been made with no line: the log is not the whole
     # record of the run, which is a failure to report (1), not a success.
     return (ExitCode.FAILED if report.failed or report.unlogged else ExitCode.OK), ""
+
+
+def _progress(factory: ProgressFactory, plan: Plan, part: PlanPart | None) -> Progress | None:
+    """The progress display for the plan and the helper's part; None if there is nothing to do.
+
+    A TREE action is not an entry: its actions are added to the totals as
+    its folders are planned (Progress.grow).
+    """
+    entries = sum(action.op is not Op.TREE for action in plan.actions) + (
+        part.actions if part is not None else 0
+    )
+    if not entries:
+        return None
+    total_bytes = sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None)
+    return factory(entries, total_bytes + (part.copy_bytes if part is not None else 0))
 
 
 def _lost(message: str, report: Report, log: DailyLog) -> tuple[ExitCode, str]:
@@ -376,6 +394,7 @@ def _helper_context(cycle: _Cycle) -> MakeContext:
             keep_mode=rules.holds.permissions,
             progress=progress,
             list_untouched=verbose,
+            walk=Walk(src, rep, rules, Plan(), verbose),
         )
 
     return make
@@ -405,6 +424,34 @@ def _join_plans(plan: Plan, helper: Helper, walk: Walk, log: DailyLog) -> PlanPa
     return part
 
 
+def _hand_over(plan: Plan, helper: Helper) -> list[list[Action]]:
+    """Offer the helper this process's new folders (each MKDIR and TREE),
+    now that the guard has passed; those it was offered leave ``plan``.
+
+    A first copy's walk ends before the helper has been given much (nothing
+    inside a new folder is listed), so without this its folders would all
+    be copied here. A TREE's folder is new and its parent is on both sides
+    (the walk never enters a new folder), and nothing else in the plan is
+    inside it: like a sub-tree given during the walk, it can be applied
+    apart from the rest. A MKDIR that replaces a file stays here, with the
+    file's removal. The folders above get their times last (plan.given).
+    """
+    actions = plan.actions
+    units = [
+        [mkdir, tree]
+        for mkdir, tree in pairwise(actions)
+        if tree.op is Op.TREE and mkdir.op is Op.MKDIR and not mkdir.replaces and mkdir.path == tree.path
+    ]
+    if not units:
+        return []
+    handed = helper.hand_over(units)
+    if handed:
+        moved = {id(action) for unit in handed for action in unit}
+        plan.actions = [action for action in actions if id(action) not in moved]
+        plan.given.extend(unit[1].path for unit in handed)
+    return handed
+
+
 def _start_part(helper: Helper, bar: Progress | None, log: DailyLog) -> tuple[bool, Progress | None]:
     """Let the helper apply its part: whether it started, and the progress to advance here."""
     try:
@@ -424,6 +471,9 @@ def _join_part(helper: Helper, started: bool, ctx: ApplyContext, walk: Walk, log
     reported from the helper's plan already, so only the actions count.
     """
     if started:
+        # The folders handed over first: taking one never waits for the helper.
+        while (unit := helper.claim()) is not None:
+            apply_plan(unit, ctx)
         try:
             while (actions := helper.steal()) is not None:
                 apply_plan(actions, ctx)

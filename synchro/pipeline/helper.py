@@ -22,7 +22,9 @@ cores or more, a run is therefore shared with one forked process:
    logs them among its own, so the log and the console hold one run's
    lines in time order. The helper also reports its progress for the
    bar; this process sets the times of the folders above the given
-   sub-trees last.
+   sub-trees last. New folders (a first copy's, listed only as they are
+   applied) are handed over once the guard has passed, and each process
+   takes them from its own end of the list (:meth:`Helper.hand_over`).
 
 Safety: the helper is forked after the replica lock is taken and shares
 that lock's descriptor; it stops with this process (``PR_SET_PDEATHSIG``
@@ -91,9 +93,10 @@ _LEDGER = struct.Struct("<qq")
 # user), so that the outcomes of its slices wait there while this process
 # is busy with its own part, rather than hold the helper up.
 _PIPE_SIZE = 1 << 20
-# While applying, the helper's progress so far: (entries, bytes), at most
-# every PROGRESS_EVERY seconds, on the pipe that carried "planned" bytes.
-_PROGRESS = struct.Struct("<qq")
+# While applying, the helper's progress so far: (entries, bytes), and what
+# its TREE actions added to do (entries, bytes), at most every
+# PROGRESS_EVERY seconds, on the pipe that carried "planned" bytes.
+_PROGRESS = struct.Struct("<qqqq")
 PROGRESS_EVERY = 0.1
 # Actions the helper applies between two looks for a steal request (a few ms).
 SLICE = 64
@@ -173,6 +176,11 @@ class Helper:
         self._relay: _Relay | None = None
         self._ledger: mmap.mmap | None = None
         self._settled = 0  # actions of the helper whose outcome this process has
+        # New folders handed over once the guard has passed (see hand_over):
+        # the index in ``_units`` of the first, and each one's MKDIR and TREE.
+        self._first_handed = 0
+        self._handed: list[list[Action]] = []
+        self._kept_back = 0  # of those, taken here from the end (see claim)
         self._log_due = False  # the log's pending lines wait for the helper to have work
 
     # --- the walk's side (synchro.pipeline.walk.Share)
@@ -258,8 +266,61 @@ class Helper:
                 pass
         return answer
 
+    def hand_over(self, units: list[list[Action]]) -> list[list[Action]]:
+        """Offer the helper new folders of this process's plan (each a MKDIR
+        and its TREE), to be sent with :meth:`apply`; returns those offered.
+
+        For a first copy: its walk lists nothing inside a new folder, so it
+        ends before the helper has been given much, and the folders are
+        planned while applied. Once the guard has passed, they are shared
+        as the sub-trees of the walk were: each has a token in the pipe of
+        :meth:`take_back`; the helper takes them from the first on, this
+        process from the last on (:meth:`claim`), and exactly one of them
+        gets each. Only what the token pipe holds is offered (a write that
+        would block is cut short): the rest stays in this process's plan.
+        """
+        if self.stopped or not units or self._tokens_w < 0:
+            return []
+        os.set_blocking(self._tokens_w, False)  # cut short, never waiting for the helper
+        try:
+            offered = os.write(self._tokens_w, b"." * len(units))
+        except BlockingIOError:
+            return []
+        except OSError as error:
+            self._stop(f"cannot write to it: {error.strerror or error}")
+            return []
+        self._first_handed = len(self._units)
+        self._handed = units[:offered]
+        for unit in self._handed:
+            steps: list[Step] = [*unit]
+            self._units.append((unit[0].path, steps))
+        return self._handed
+
+    def claim(self) -> list[Action] | None:
+        """The last folder handed over that the helper has not taken, now
+        this process's to apply; None once each is taken (see hand_over).
+
+        Never waits for the helper, and works as well once it has died:
+        what it had not taken is taken here.
+        """
+        if self._kept_back >= len(self._handed):
+            return None
+        try:
+            if not os.read(self._tokens, 1):
+                return None
+        except BlockingIOError:
+            return None  # the helper has taken the rest
+        except OSError as error:
+            self._stop(f"cannot read from it: {error.strerror or error}")
+            return None
+        self._kept_back += 1
+        index = len(self._handed) - self._kept_back
+        self.stolen.add(self._first_handed + index)
+        return self._handed[index]
+
     def apply(self, bar: Progress | None) -> Progress:
-        """Let the helper apply its part (the guard has passed). Raises HelperStopped.
+        """Let the helper apply its part (the guard has passed), and the
+        folders handed over. Raises HelperStopped.
 
         Returns the progress this process must advance as it applies its
         own part: it shows the helper's progress on ``bar`` too, and logs
@@ -272,7 +333,7 @@ class Helper:
             # the helper's without the run's start, even if this process dies.
             self._log_due = False
             self._log.flush()
-        self._send_or_stop((_APPLY, bar is not None))
+        self._send_or_stop((_APPLY, (bar is not None, self._first_handed, self._handed)))
         self._relay = _Relay(bar, self)
         return self._relay
 
@@ -462,8 +523,9 @@ class Helper:
             raise HelperStopped(self.stopped)
         return kind, payload
 
-    def reported(self) -> tuple[int, int] | None:
-        """The helper's latest progress report (entries, bytes), if a new one came."""
+    def reported(self) -> tuple[int, int, int, int] | None:
+        """The helper's latest progress report (entries, bytes done; entries, bytes
+        added to do), if a new one came."""
         data = self._progress
         while True:  # to the latest: the newest record holds the totals
             try:
@@ -477,8 +539,8 @@ class Helper:
         self._progress = data[whole:]
         if not whole:
             return None
-        entries, nbytes = _PROGRESS.unpack_from(data, whole - _PROGRESS.size)
-        return entries, nbytes
+        entries, nbytes, more_entries, more_bytes = _PROGRESS.unpack_from(data, whole - _PROGRESS.size)
+        return entries, nbytes, more_entries, more_bytes
 
     def _stop(self, why: str) -> None:
         self.stopped = self.stopped or why
@@ -532,16 +594,20 @@ class Helper:
                             plan.untouched,
                             plan.untouched_paths,
                             plan.problems,
-                            len(plan.actions),
+                            # A TREE's actions are told as they are planned (Progress.grow).
+                            sum(a.op is not Op.TREE for a in plan.actions),
                             sum(a.src.size for a in plan.actions if a.op is Op.COPY and a.src is not None),
                         ),
                     )
                     break
                 else:
                     os._exit(0)
-            kind, with_bar = _get(ends.commands)
+            kind, payload = _get(ends.commands)
             if kind == _APPLY:
+                assert isinstance(payload, tuple)
+                with_bar, first_handed, handed = payload
                 slices = _handing_out(plan.actions, bounds, ends.commands, answer)
+                slices = _then_handed(slices, first_handed, handed, ends.tokens)
                 self._apply_part(slices, src, rep, _Reporter(ends.done) if with_bar else None, ends)
                 answer(_RESULT, None)
         except KeyboardInterrupt:
@@ -568,14 +634,16 @@ class Helper:
         """In the helper: apply its part a slice at a time, sending each slice's outcome when it is done."""
         out = _Outcomes(ends.answers, self._log, self._report)
         ctx = self._make_context(src, rep, out.report, out.write, progress)
+        slicing = _Slicing(out, ctx, ends.ledger)
+        ctx.slicing = slicing
         try:
             for index, actions in slices:
                 # Noted before the slice begins: if this process is killed
                 # before it sends the outcome, the parent knows what may be missing.
-                out.begun += len(actions)
-                _LEDGER.pack_into(ends.ledger, 0, out.begun, index)
+                slicing.index = index
+                slicing.begin(len(actions))
                 apply_plan(actions, ctx)
-                ctx.report = out.send()
+                slicing.settle()
         finally:
             if progress is not None:
                 progress.close()
@@ -675,6 +743,22 @@ def _handing_out(
             if first > start:
                 answer_requests()
             yield index, actions[first : min(first + SLICE, end)]
+
+
+def _then_handed(
+    slices: Iterator[tuple[int, list[Action]]], first: int, handed: list[list[Action]], tokens: int
+) -> Iterator[tuple[int, list[Action]]]:
+    """The helper's own part, then the folders handed over as it takes them
+    (see Helper.hand_over): the first still there, each as one slice.
+
+    Taken from the first on, while the parent takes from the last on: as
+    long as a token is left, the first not taken here is not taken there.
+    """
+    yield from slices
+    for taken, unit in enumerate(handed):
+        if not _claimed(tokens):
+            return
+        yield first + taken, unit
 
 
 def _pickle() -> ModuleType:
@@ -810,6 +894,7 @@ class _Reporter:
         os.set_blocking(fd, False)
         self._fd = fd
         self._entries = self._bytes = 0
+        self._more_entries = self._more_bytes = 0
         self._last = 0.0
 
     def advance(self, entries: int, nbytes: int) -> None:
@@ -820,12 +905,17 @@ class _Reporter:
             self._last = now
             self._send()
 
+    def grow(self, entries: int, nbytes: int) -> None:
+        self._more_entries += entries
+        self._more_bytes += nbytes
+
     def close(self) -> None:
         self._send()
 
     def _send(self) -> None:
+        record = _PROGRESS.pack(self._entries, self._bytes, self._more_entries, self._more_bytes)
         with contextlib.suppress(BlockingIOError):
-            os.write(self._fd, _PROGRESS.pack(self._entries, self._bytes))
+            os.write(self._fd, record)
 
 
 class _Relay:
@@ -836,8 +926,12 @@ class _Relay:
     def __init__(self, bar: Progress | None, helper: Helper) -> None:
         self._bar = bar
         self._helper = helper
-        self._seen = (0, 0)
+        self._seen = (0, 0, 0, 0)
         self._next = 0.0  # when to look for the helper's progress and outcomes again
+
+    def grow(self, entries: int, nbytes: int) -> None:
+        if self._bar is not None:
+            self._bar.grow(entries, nbytes)
 
     def advance(self, entries: int, nbytes: int) -> None:
         if self._bar is not None:
@@ -855,13 +949,34 @@ class _Relay:
             return
         latest = self._helper.reported()
         if latest is not None and latest != self._seen:
-            self._bar.advance(latest[0] - self._seen[0], latest[1] - self._seen[1])
+            seen = self._seen
+            self._bar.grow(latest[2] - seen[2], latest[3] - seen[3])
+            self._bar.advance(latest[0] - seen[0], latest[1] - seen[1])
             self._seen = latest
 
     def close(self) -> None:
         self.catch_up()
         if self._bar is not None:
             self._bar.close()
+
+
+class _Slicing:
+    """In the helper: the actions begun noted in the ledger, and each slice's
+    outcome sent when it is done; a TREE's actions, planned while applying,
+    go a slice at a time too (see :func:`synchro.pipeline.apply.apply_plan`)."""
+
+    __slots__ = ("ctx", "index", "ledger", "out")
+
+    def __init__(self, out: _Outcomes, ctx: ApplyContext, ledger: mmap.mmap) -> None:
+        self.out, self.ctx, self.ledger = out, ctx, ledger
+        self.index = -1  # the sub-tree being applied
+
+    def begin(self, actions: int) -> None:
+        self.out.begun += actions
+        _LEDGER.pack_into(self.ledger, 0, self.out.begun, self.index)
+
+    def settle(self) -> None:
+        self.ctx.report = self.out.send()
 
 
 class _Ends(NamedTuple):

@@ -12,7 +12,9 @@ in a safe order:
 
 The walker (:mod:`synchro.pipeline.walk`) expands each :class:`Descend` into the
 steps of that sub-folder, which yields the whole run's plan as one flat
-list in execution order.
+list in execution order; a sub-folder only in the source stays one
+``Op.TREE`` action there, which the applier expands folder by folder with
+this same function (:mod:`synchro.pipeline.apply`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class Op(IntEnum):
     FAIL = 9  # source entry that could not be read during the scan
     CLEANUP = 10  # leftover temporary of an interrupted run
     RENAME = 11  # respell a replica entry (case only): ``reason`` holds its old name
+    # A sub-tree only in the source (its folder made by the MKDIR before it),
+    # planned folder by folder while applying: it deletes nothing, so the
+    # guard does not need its actions, and the plan need not hold them.
+    TREE = 12
 
 
 # Action and Descend are immutable records like Meta: NamedTuples, because

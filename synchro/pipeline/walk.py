@@ -7,6 +7,13 @@ actions are kept, not the listings, so memory grows with the number of
 changes and the widest folder, not with the size of the tree. The plan is
 complete before anything is changed, so the deletion guard sees every
 deletion of the run.
+
+A sub-tree that exists only in the source (a new folder: for a first copy,
+every folder below the top) deletes nothing, so the guard does not need
+it planned: the walk leaves it as one ``Op.TREE`` action, where its actions
+would have been, and the applier lists and plans it folder by folder (see
+:func:`synchro.pipeline.apply.apply_plan`). A first copy's plan is then the
+top folder's entries, whatever the size of the tree.
 """
 
 from __future__ import annotations
@@ -154,7 +161,14 @@ class Walk:
                 and not giving.give(stack, share, plan)
             ):
                 giving = None  # the other process is gone: plan the rest here
-            steps = self._expand(step)
+            if step.side is Side.SOURCE and step.rel:
+                # Nothing to delete below it: applied folder by folder instead.
+                parent, _, name = step.rel.rpartition("/")
+                _add(plan, Action(Op.TREE, parent, name, step.src, None))
+                if giving is not None:
+                    giving.pushed(step, [])
+                continue
+            steps = self.expand(step)
             if giving is not None:
                 giving.pushed(step, steps)
             # The actions before the first sub-folder would be popped next:
@@ -171,7 +185,9 @@ class Walk:
                 first += 1
             stack.extend(reversed(steps[first:]) if first else reversed(steps))
 
-    def _expand(self, step: Descend) -> list[Step]:
+    def expand(self, step: Descend) -> list[Step]:
+        """List the folder of ``step`` on its sides and plan it; what could not
+        be read goes to the plan's problems (and the steps are [])."""
         plan, src, rep = self.plan, self.src, self.rep
         src_listing = rep_listing = None
         path = f"{step.rel}/" if step.rel else "./"
