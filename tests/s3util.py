@@ -108,15 +108,24 @@ def run_command(
 
 
 def wait_writable(server: S3Server, bucket: str, *, seconds: float = 60.0) -> None:
-    """Return once ``bucket`` takes a write: just after a restart, SeaweedFS refuses
-    writes (InternalError, "volume not found") until its volume server has registered."""
+    """Return once ``bucket`` takes a write and gives back what it held: just after a
+    restart, SeaweedFS answers InternalError ("volume not found") until its volume
+    server has registered each volume, for writes and for reads of what was there.
+
+    The probe has bytes (an empty object lives in the filer alone, without a
+    volume), and every object already in the bucket is read once (a test's
+    bucket holds a few).
+    """
     import botocore.exceptions
 
     s3 = s3_client(server)
     deadline = time.monotonic() + seconds
     while True:
         try:
-            s3.put_object(Bucket=bucket, Key="ready-probe", Body=b"")
+            s3.put_object(Bucket=bucket, Key="ready-probe", Body=b"ready")
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for item in page.get("Contents", []):
+                    s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         except botocore.exceptions.ClientError:
             if time.monotonic() > deadline:
                 raise
