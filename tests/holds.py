@@ -18,9 +18,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import synchro.endpoints.local.replica
 import synchro.pipeline.helper
-from synchro.endpoints.local.replica import LOCAL
 from synchro.pipeline.helper import Helper
 
 Setattr = Callable[[Any, str, Any], None]
@@ -72,7 +70,6 @@ def hold_shared_runs(patch: Setattr, *, keep: str = "all") -> Callable[[], None]
                 os.read(begun_r, 1)
         return real_steal(self)
 
-    patch(synchro.endpoints.local.replica, "concurrency_for", lambda fs_type: LOCAL)
     patch(synchro.pipeline.helper, "_claimed", claimed)
     patch(synchro.pipeline.helper, "apply_plan", apply_plan)
     patch(Helper, "take_back", take_back)
@@ -143,7 +140,6 @@ def hold_handed_folders(patch: Setattr) -> Callable[[], None]:
         os.write(last_w, b".")
         return unit
 
-    patch(synchro.endpoints.local.replica, "concurrency_for", lambda fs_type: LOCAL)
     patch(helper, "_claimed", claimed)
     patch(helper, "_then_handed", then_handed)
     patch(Helper, "take_back", take_back)

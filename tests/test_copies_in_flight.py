@@ -1,10 +1,10 @@
-"""Small files go to threads where the replica waits for a device, never where it is in memory.
+"""Local copies: small files in order in each process, large ones in flight, on a disk and in memory.
 
-The local replica decides from its file system (as measured when the run
-starts): on tmpfs a copy is a few microseconds of system calls and threads
-would only add hand-offs, so only large files go in flight; on a disk
-(ext4 here, under ``tmp_path``) a copy waits for its read and every file
-goes in flight. Either way the mirror and the log are those of a run done
+On a local replica a small file's copy is a few system calls, and a thread
+would only add hand-offs; on a disk with a cold cache the waits for its
+reads are overlapped by reading ahead (tests/test_read_ahead.py) instead.
+A file of a mebibyte or more goes to a thread, where the kernel copies it
+without the GIL. Either way the mirror and the log are those of a run done
 in order.
 """
 
@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from treeutil import BASE_NS, assert_rsync_clean, build, log_messages
+from treeutil import BASE_NS, assert_rsync_clean, build, log_messages, write
 
 import synchro
 import synchro.pipeline.engine
 from synchro.endpoints.base import OnChunk, Source
 from synchro.endpoints.local.mounts import fs_name
-from synchro.endpoints.local.replica import LOCAL, ON_DEVICE, LocalReplica, concurrency_for
+from synchro.endpoints.local.replica import LocalReplica
 from synchro.pipeline.helper import ENV
 
 
@@ -63,29 +63,24 @@ def small_tree(src: Path) -> list[str]:
     return sorted(f"d{i}/f{j}" for i in range(4) for j in range(15))
 
 
-def test_the_file_system_type_decides() -> None:
-    assert concurrency_for("tmpfs") is LOCAL
-    assert concurrency_for("ramfs") is LOCAL
-    for fs_type in ("ext4", "xfs", "btrfs", "exfat", "vfat", "fuse.sshfs", "nfs4"):
-        assert concurrency_for(fs_type) is ON_DEVICE
-    assert ON_DEVICE.in_flight_min_size == 0 < ON_DEVICE.copies_in_flight
-    assert ON_DEVICE.fork_helper and LOCAL.fork_helper
-
-
-def test_on_a_disk_every_small_file_is_copied_in_flight(tmp_path: Path, watched: list[str]) -> None:
-    if fs_name((tmp_path).stat().st_dev) != "ext4":
-        pytest.skip("the test folder is not on ext4 here")
+def test_on_a_disk_small_files_are_copied_in_order_and_large_ones_in_flight(
+    tmp_path: Path, watched: list[str]
+) -> None:
+    if fs_name((tmp_path).stat().st_dev) in ("tmpfs", "ramfs"):
+        pytest.skip("the test folder is in memory here")
     src, rep = tmp_path / "src", tmp_path / "rep"
     files = small_tree(src)
+    write(src / "d1" / "large", b"L" * (1 << 20), BASE_NS)
+    write(src / "d2" / "larger", b"M" * (3 << 20), BASE_NS)
     rep.mkdir()
 
     report = synchro.mirror(src, rep, logpath=tmp_path)
 
-    assert report.exit_code == 0 and len(report.added) == 4 + len(files)
-    assert sorted(watched) == files
+    assert report.exit_code == 0 and len(report.added) == 4 + len(files) + 2
+    assert sorted(watched) == ["d1/large", "d2/larger"]
     assert_rsync_clean(src, rep)
     added = [line for line in log_messages(tmp_path) if line.startswith("ADDED ")]
-    assert len(added) == len(set(added)) == 4 + len(files)
+    assert len(added) == len(set(added)) == 4 + len(files) + 2
 
 
 def test_on_tmpfs_small_files_are_copied_in_order(tmp_path: Path, tmpfs: Path, watched: list[str]) -> None:

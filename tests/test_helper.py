@@ -35,12 +35,10 @@ from treeutil import (
 
 import synchro
 import synchro.endpoints.local.filecopy
-import synchro.endpoints.local.replica
 import synchro.pipeline.apply
 import synchro.pipeline.engine
 import synchro.pipeline.helper
 from synchro.endpoints.local.fds import open_root
-from synchro.endpoints.local.replica import LOCAL
 from synchro.endpoints.local.tree import LocalTree
 from synchro.errors import ExitCode
 from synchro.options import make_options
@@ -123,17 +121,6 @@ def assert_same_outcome(shared: Pair, single: Pair, one: synchro.Report, other: 
     lines = Counter(entries(log_messages(shared.logs)))
     assert lines == Counter(entries(log_messages(single.logs)))
     assert max(lines.values()) == 1
-
-
-@pytest.fixture(autouse=True)
-def copies_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Copies in each process's own thread, as on a RAM disk (tmp_path is on a disk).
-
-    These tests hold a process inside a given copy; a copy in flight on
-    another thread would leave its walk and its answers to the other
-    process running (tests/test_copies_in_flight.py covers those).
-    """
-    monkeypatch.setattr(synchro.endpoints.local.replica, "concurrency_for", lambda fs_type: LOCAL)
 
 
 @requires_rsync
@@ -611,8 +598,6 @@ def slow(src, dst, *args, **kwargs):
     return real(src, dst, *args, **kwargs)
 synchro.endpoints.local.filecopy._copy_data = slow
 synchro.endpoints.local.filecopy._copy_small = None  # the copy in Python, where it can wait
-import synchro.endpoints.local.replica as replica
-replica.concurrency_for = lambda fs_type: replica.LOCAL  # copies in order: held in this one
 from synchro.faces.cli import main
 sys.exit(main(sys.argv[1:]))
 """.replace("SIZE", str(SLOW_SIZE)).replace("TESTS", repr(str(Path(__file__).parent)))

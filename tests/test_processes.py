@@ -60,8 +60,6 @@ elif args["mode"] == "mid-copy":
         return len(half) + real_copy(src, dst, on_chunk)
     synchro.endpoints.local.filecopy._copy_data = half_then_wait
     synchro.endpoints.local.filecopy._copy_small = None  # the copy in Python, where it can stop halfway
-    import synchro.endpoints.local.replica as replica
-    replica.concurrency_for = lambda fs_type: replica.LOCAL  # copies in order: held in this one
 
 if "cli" in args:
     from synchro.faces.cli import main

@@ -29,7 +29,7 @@ nothing is installed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from enum import IntEnum
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -176,6 +176,18 @@ class Source(Tree, Protocol):
 
         Raises :class:`SourceVanished` if it is gone, :class:`SourceChanged`
         if it became a link or a folder.
+        """
+        ...
+
+    def read_ahead(self, folder: str, names: Sequence[str]) -> bool:
+        """A hint: files ``names`` of ``folder`` are copied next, start reading them.
+
+        Where a read waits for a disk, the disk then serves many at once
+        while the copies go on one by one (see
+        :mod:`synchro.pipeline.readahead`). It never fails: a file it cannot
+        open is left to its copy, which says why. False: this tree never
+        reads ahead (its reads do not wait, or it has no way to), so the
+        caller need not say more.
         """
         ...
 

@@ -36,6 +36,7 @@ from ..endpoints.base import (
 from ..options import MirrorOptions
 from .log import escape
 from .plan import Action, Descend, Op, Side, Step
+from .readahead import ReadAhead
 from .report import Report
 from .walk import GONE, Walk
 
@@ -190,12 +191,16 @@ def display(action: Action) -> str:
 
 def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
     background = _Background(ctx) if _background_allowed(ctx) else None
+    ahead = None
+    if not ctx.dry_run:
+        ahead = ReadAhead(ctx.src)
+        ahead.add(actions)
     try:
         for action in actions:
             if action.op is Op.TREE:
-                _apply_tree(action, ctx, background)
+                _apply_tree(action, ctx, background, ahead)
             else:
-                _apply_one(action, ctx, background)
+                _apply_one(action, ctx, background, ahead)
         if background is not None:
             background.drain()
     finally:
@@ -203,7 +208,11 @@ def apply_plan(actions: list[Action], ctx: ApplyContext) -> None:
             background.close()
 
 
-def _apply_one(action: Action, ctx: ApplyContext, background: _Background | None) -> None:
+def _apply_one(
+    action: Action, ctx: ApplyContext, background: _Background | None, ahead: ReadAhead | None
+) -> None:
+    if ahead is not None and action.op is Op.COPY:
+        ahead.copying(action)
     progress = ctx.progress
     if ctx.lost is not None and action.op not in _NO_REPLICA:
         ctx.not_done += 1
@@ -236,7 +245,9 @@ def _apply_one(action: Action, ctx: ApplyContext, background: _Background | None
 TREE_SLICE = 64
 
 
-def _apply_tree(tree: Action, ctx: ApplyContext, background: _Background | None) -> None:
+def _apply_tree(
+    tree: Action, ctx: ApplyContext, background: _Background | None, ahead: ReadAhead | None
+) -> None:
     """Op.TREE: plan and apply a sub-tree only in the source, folder by folder.
 
     Depth first with a stack, as the walk would have planned it, so its
@@ -259,12 +270,14 @@ def _apply_tree(tree: Action, ctx: ApplyContext, background: _Background | None)
             _tell_problems(walk, ctx)
             if ctx.progress is not None:
                 _grow(steps, ctx.progress)
+            if ahead is not None:
+                ahead.add(steps)
             stack.extend(reversed(steps))
             continue
         if slicing is not None:
             slicing.begin(1)
             begun += 1
-        _apply_one(step, ctx, background)
+        _apply_one(step, ctx, background, ahead)
         if slicing is not None and begun >= TREE_SLICE:
             if background is not None:
                 background.drain()  # every outcome begun is in before the slice is sent

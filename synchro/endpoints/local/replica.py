@@ -32,22 +32,14 @@ from .filecopy import (
 from .probe import probe
 from .tree import LocalTree
 
-# A file system in memory answers in microseconds: a run is bound by the
+# A local file system answers in microseconds: a run is bound by the
 # interpreter, so it is shared with a forked process, and only copies of a
 # mebibyte or more go to threads (the kernel copies them without the GIL;
-# for a small file the hand-off costs more than the copy).
+# for a small file the hand-off costs more than the copy). On a disk with a
+# cold cache a small file's copy waits for its read: the source reads the
+# next files ahead instead (synchro.pipeline.readahead), which overlaps the
+# waits without threads (benchmarks/README.md: 20k small files, cold, on ext4).
 LOCAL = Concurrency(fork_helper=True, copies_in_flight=4, in_flight_min_size=1 << 20)
-# Any other waits for a device (or a FUSE daemon, or a server): with a cold
-# cache a small file's copy is mostly waiting for its read, and the compiled
-# copy waits without the GIL, so copies of any size go to a few threads to
-# overlap the waits (benchmarks/README.md: 20k small files, cold, on ext4).
-ON_DEVICE = Concurrency(fork_helper=True, copies_in_flight=8, in_flight_min_size=0)
-IN_MEMORY = frozenset({"tmpfs", "ramfs"})
-
-
-def concurrency_for(fs_type: str) -> Concurrency:
-    """How a run on a local file system of this type (as mountinfo names it) is shared."""
-    return LOCAL if fs_type in IN_MEMORY else ON_DEVICE
 
 
 class LocalReplica(LocalTree):
@@ -79,8 +71,6 @@ class LocalReplica(LocalTree):
         self.keep_mode = capabilities.permissions
         self.keep_times = capabilities.times
         self.link_times = capabilities.times and capabilities.link_times
-        if self.concurrency is LOCAL:  # a subclass that states its own keeps it
-            self.concurrency = concurrency_for(capabilities.fs_type)
         return capabilities
 
     def close(self) -> None:

@@ -12,15 +12,18 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..base import Listing, Meta
 from .fds import DirStack, open_root
-from .filecopy import Opener, default_opener, open_source
+from .filecopy import READ_FLAGS, Opener, default_opener, open_source
+from .mounts import mount_of
 from .scan import list_folder, meta_of
 
 # A component that is gone, or a file or a link where a folder was: absent.
 _ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+# File systems in memory: a read never waits there, so nothing is read ahead.
+IN_MEMORY = frozenset({"tmpfs", "ramfs"})
 
 
 class LocalTree:
@@ -45,6 +48,8 @@ class LocalTree:
         # kept from the walk, which would land the files where no name leads.
         self._listed = DirStack(root_fd)
         self.stack = DirStack(root_fd)
+        # Decided at the first read_ahead (a run that copies nothing never asks).
+        self._reads_ahead: bool | None = None
         # The descriptor of a folder by its path: the applier asks for one per
         # action, so it is the stack's own method, not a call through this one.
         self.fd: Callable[[str], int] = self.stack.fd
@@ -82,6 +87,32 @@ class LocalTree:
     def open_file(self, folder: str, name: str) -> int:
         return open_source(self.opener, name, self.fd(folder))
 
+    def read_ahead(self, folder: str, names: Sequence[str]) -> bool:
+        if self._reads_ahead is None:
+            self._reads_ahead = reads_ahead(self.root)
+        if not self._reads_ahead:
+            return False
+        try:
+            dir_fd = self.fd(folder)
+        except OSError:
+            return True  # its copies will say why
+        for name in names:
+            # The copy's own flags (no link followed, no wait on a FIFO put
+            # there since the listing): this opens nothing the copy would not.
+            try:
+                fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                # Queues the reads of the file's first pages and returns: the
+                # disk reads them while the files before it are copied.
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass  # a file system that takes no advice: the copy reads as before
+            finally:
+                os.close(fd)
+        return True
+
     def forked(self) -> LocalTree:
         """This tree for a forked process: the same root, descriptors of its own below it.
 
@@ -89,7 +120,9 @@ class LocalTree:
         open files): two processes listing one folder through one of them
         would move each other's position.
         """
-        return LocalTree(self.root, opener=self.opener)
+        twin = LocalTree(self.root, opener=self.opener)
+        twin._reads_ahead = self._reads_ahead
+        return twin
 
     def close(self) -> None:
         self._listed.close()
@@ -98,3 +131,16 @@ class LocalTree:
             self._owns_root = False
             os.close(self.root)
             self.root = -1
+
+
+def reads_ahead(root: int) -> bool:
+    """Whether files of the tree at ``root`` are read ahead of their copies:
+    on a disk (or a FUSE daemon, or a server), not in memory.
+
+    Not on macOS either: it has no ``posix_fadvise`` (its ``F_RDADVISE``
+    is not in Python's ``fcntl``), and its copies go on as before.
+    """
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    mount = mount_of(os.fstat(root).st_dev)
+    return mount is None or mount.fs_type not in IN_MEMORY

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Sequence
 
 from ..base import Kind, Listing, Meta, SourceChanged, SourceVanished, describe
 from .attributes import WINDOWS, has_reparse_point, is_reparse_point, mode_of
@@ -163,6 +164,11 @@ class PortableTree:
         st = os.lstat(self.path(path))
         if not stat.S_ISDIR(st.st_mode) or is_reparse_point(st):
             raise OSError(errno.ENOTDIR, "is no longer a folder", path)
+
+    def read_ahead(self, folder: str, names: Sequence[str]) -> bool:
+        # Never: Windows has no posix_fadvise, and reading ahead there would
+        # take threads of its own (not built; the copies read in order).
+        return False
 
     def open_file(self, folder: str, name: str) -> int:
         full = self.path(folder, name)
