@@ -1,11 +1,12 @@
-"""Local copies: small files in order in each process, large ones in flight, on a disk and in memory.
+"""Local copies: small files in order in each process, large ones in flight; all of them through FUSE.
 
 On a local replica a small file's copy is a few system calls, and a thread
 would only add hand-offs; on a disk with a cold cache the waits for its
 reads are overlapped by reading ahead (tests/test_read_ahead.py) instead.
 A file of a mebibyte or more goes to a thread, where the kernel copies it
-without the GIL. Either way the mirror and the log are those of a run done
-in order.
+without the GIL. On a FUSE file system every call is a round trip to its
+daemon, and copies of any size go in flight to overlap them. Either way
+the mirror and the log are those of a run done in order.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fsfixtures import Volume
 from treeutil import BASE_NS, assert_rsync_clean, build, log_messages, write
 
 import synchro
 import synchro.pipeline.engine
 from synchro.endpoints.base import OnChunk, Source
 from synchro.endpoints.local.mounts import fs_name
-from synchro.endpoints.local.replica import LocalReplica
+from synchro.endpoints.local.replica import LOCAL, THROUGH_DAEMON, LocalReplica, concurrency_for
 from synchro.pipeline.helper import ENV
 
 
@@ -61,6 +63,33 @@ def small_tree(src: Path) -> list[str]:
         src, {f"d{i}": {f"f{j}": f"{i}-{j}" * (j + 1) for j in range(15)} for i in range(4)}, mtime_ns=BASE_NS
     )
     return sorted(f"d{i}/f{j}" for i in range(4) for j in range(15))
+
+
+def test_the_mount_type_decides() -> None:
+    for mount_type in ("fuseblk", "fuse", "fuse.sshfs", "fuse.exfat"):
+        assert concurrency_for(mount_type) is THROUGH_DAEMON
+    for mount_type in ("ext4", "xfs", "btrfs", "exfat", "vfat", "nfs4", "tmpfs", "fusectl"):
+        assert concurrency_for(mount_type) is LOCAL
+    assert THROUGH_DAEMON.in_flight_min_size == 0 < THROUGH_DAEMON.copies_in_flight
+    assert LOCAL.in_flight_min_size == 1 << 20
+    assert THROUGH_DAEMON.fork_helper and LOCAL.fork_helper
+
+
+def test_on_exfat_through_fuse_every_file_is_copied_in_flight(
+    tmp_path: Path, exfat_volume: Volume, exfat: Path, watched: list[str]
+) -> None:
+    src, rep = tmp_path / "src", exfat / "rep"
+    files = small_tree(src)
+    rep.mkdir()
+
+    report = synchro.mirror(src, rep, logpath=tmp_path)
+
+    assert report.exit_code == 0 and len(report.added) == 4 + len(files)
+    # The kernel's own exFAT driver writes to the page cache: in order there.
+    assert sorted(watched) == (files if exfat_volume.driver == "exfat-fuse" else [])
+    assert_rsync_clean(src, rep, "--no-perms", "--no-owner", "--no-group", "--modify-window=1")
+    added = [line for line in log_messages(tmp_path) if line.startswith("ADDED ")]
+    assert len(added) == len(set(added)) == 4 + len(files)
 
 
 def test_on_a_disk_small_files_are_copied_in_order_and_large_ones_in_flight(

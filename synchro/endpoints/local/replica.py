@@ -29,6 +29,7 @@ from .filecopy import (
     set_folder_meta,
     temp_name,
 )
+from .mounts import mount_of
 from .probe import probe
 from .tree import LocalTree
 
@@ -40,6 +41,16 @@ from .tree import LocalTree
 # next files ahead instead (synchro.pipeline.readahead), which overlaps the
 # waits without threads (benchmarks/README.md: 20k small files, cold, on ext4).
 LOCAL = Concurrency(fork_helper=True, copies_in_flight=4, in_flight_min_size=1 << 20)
+# A FUSE file system (exfat-fuse, ntfs-3g, sshfs) answers every call through
+# its daemon: a small file's copy there is mostly round trips, which copies
+# of any size in flight overlap (benchmarks/README.md: 20k small files to
+# exFAT through exfat-fuse).
+THROUGH_DAEMON = Concurrency(fork_helper=True, copies_in_flight=8, in_flight_min_size=0)
+
+
+def concurrency_for(mount_type: str) -> Concurrency:
+    """How a run on a local file system of this type (as mountinfo names it) is shared."""
+    return THROUGH_DAEMON if mount_type.split(".")[0] in ("fuse", "fuseblk") else LOCAL
 
 
 class LocalReplica(LocalTree):
@@ -71,6 +82,9 @@ class LocalReplica(LocalTree):
         self.keep_mode = capabilities.permissions
         self.keep_times = capabilities.times
         self.link_times = capabilities.times and capabilities.link_times
+        mount = mount_of(os.fstat(self.root).st_dev)
+        if self.concurrency is LOCAL and mount is not None:  # a subclass that states its own keeps it
+            self.concurrency = concurrency_for(mount.fs_type)
         return capabilities
 
     def close(self) -> None:
