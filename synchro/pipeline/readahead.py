@@ -5,7 +5,7 @@ read, and each process copies one file at a time. Telling the source which
 files are copied next (:meth:`~synchro.endpoints.base.Source.read_ahead`)
 puts their reads in flight together: the disk serves many at once while the
 copies go on in order, in one thread, with nothing handed between threads
-(benchmarks/README.md, "A first copy on a disk with a cold cache").
+(benchmarks/README.md, "Reading ahead instead of threads").
 
 The applier tells a :class:`ReadAhead` the steps it will take, in the order
 it takes them: the plan's, then each folder's as an ``Op.TREE`` lists it.
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from ..endpoints.base import SMALL_COPY, Source
 from .plan import Action, Op, Step
 
-# Files read ahead of the copies begun. On 20k small files on ext4, cold,
-# this many reads in flight let the disk serve them together; a folder's
-# files usually fit (measured in benchmarks/README.md).
+# Files read ahead of the copies begun: the reads the disk is given at once.
+# On 20k small files on ext4, cold, 16, 64 and 256 did alike (within the
+# spread, benchmarks/README.md); 64 holds most folders' files whole.
 AHEAD = 64
 
 
