@@ -34,6 +34,7 @@ from fsfixtures import (  # noqa: F401
     exfat,
     exfat_volume,
     exfat_volume_for_nobody,
+    tmpfs,
     vfat,
     vfat_volume,
 )

@@ -17,6 +17,7 @@ that ask for it are skipped with the reason.
   it for the probe only, always in a sub-folder.
 - ext4 with ``casefold`` (a case-insensitive folder by ``chattr +F``)
   where the kernel supports it.
+- tmpfs: a RAM disk of its own for one test (``tmpfs``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ from pathlib import Path
 import pytest
 
 IMAGE_MIB = 64
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of its own, mounted under ``tmp_path`` for one test."""
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount_point)], check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
 
 
 @dataclass

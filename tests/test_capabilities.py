@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +45,6 @@ def measure_as_nobody(folder: Path) -> dict[str, Any]:
     assert result.code == 0
     payload: dict[str, Any] = result.payload
     return payload
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount_point)], check=False).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
 
 
 # --- the record ------------------------------------------------------------------

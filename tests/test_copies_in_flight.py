@@ -11,8 +11,6 @@ the mirror and the log are those of a run done in order.
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,16 +33,6 @@ class Watched(LocalReplica):
     def copy_job(self, source: Source, folder: str, name: str, on_chunk: OnChunk | None = None):  # type: ignore[no-untyped-def]
         Watched.jobs.append(f"{folder}/{name}")
         return super().copy_job(source, folder, name, on_chunk)
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount_point)], check=False).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
 
 
 @pytest.fixture

@@ -15,10 +15,9 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -82,16 +81,6 @@ def on_disk(tmp_path: Path) -> Path:
     finally:
         os.close(root)
     return tmp_path
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount_point)], check=False).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def test_a_tree_in_memory_never_reads_ahead(tmpfs: Path) -> None:

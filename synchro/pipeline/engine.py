@@ -47,7 +47,7 @@ from .log import DailyLog, escape
 from .plan import Action, Op, PlanRules, fit_rules
 from .report import Report
 from .roots import Roots, check_roots
-from .walk import Plan, Walk, plan_trees, steps_now
+from .walk import Plan, Walk, plain_mkdir, plan_trees, steps_now
 
 GUARD_SHOWN = 10  # how many of the paths a refused run would delete are logged
 
@@ -440,7 +440,7 @@ def _hand_over(plan: Plan, helper: Helper) -> list[list[Action]]:
     units = [
         [mkdir, tree]
         for mkdir, tree in pairwise(actions)
-        if tree.op is Op.TREE and mkdir.op is Op.MKDIR and not mkdir.replaces and mkdir.path == tree.path
+        if tree.op is Op.TREE and plain_mkdir(mkdir, tree.path)
     ]
     if not units:
         return []

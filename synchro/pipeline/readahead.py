@@ -89,3 +89,4 @@ class ReadAhead:
         if folder is not None and names and self._on and not self._src.read_ahead(folder, names):
             self._on = False
             self._lists.clear()
+            self._in_flight = 0  # nothing was read: no copy need count down

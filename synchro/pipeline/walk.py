@@ -272,7 +272,7 @@ class _Giving:
             self.descends += 1
             if folder.side is not Side.BOTH or step.replaces:
                 continue
-            if step.side is Side.SOURCE and not _plain_mkdir(steps[index - 1] if index else None, step.rel):
+            if step.side is Side.SOURCE and not plain_mkdir(steps[index - 1] if index else None, step.rel):
                 continue
             self.movable.add(id(step))
 
@@ -285,7 +285,7 @@ class _Giving:
                 if step.side is Side.SOURCE:
                     # Its MKDIR sits just above it (it runs just before it).
                     mkdir = stack[index + 1] if index + 1 < len(stack) else None
-                    if not _plain_mkdir(mkdir, step.rel):
+                    if not plain_mkdir(mkdir, step.rel):
                         self.movable.discard(id(step))
                         index += 1
                         continue
@@ -334,7 +334,8 @@ def steps_now(src: Tree, rep: Tree, rel: str) -> list[Step]:
     return []
 
 
-def _plain_mkdir(step: Step | None, rel: str) -> bool:
+def plain_mkdir(step: Step | None, rel: str) -> bool:
+    """Whether ``step`` makes folder ``rel`` and replaces nothing."""
     return isinstance(step, Action) and step.op is Op.MKDIR and not step.replaces and step.path == rel
 
 
